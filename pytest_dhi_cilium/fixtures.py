@@ -1,0 +1,79 @@
+"""The ``dhi_*`` fixtures the suite (and users' own tests) build on.
+
+Loading problems (a missing image, a broken archive, no Docker) end in ``pytest.fail`` with
+``pytrace=False``: each affected test shows one sentence, not a traceback, and the failure is
+cached by the session fixture so the image is not retried per test.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+
+from .image.model import Image, build_image
+from .image.sources import SourceError, open_source
+from .options import Settings
+from .settings import Expectations, decide_variant
+from .state import STATE_KEY, VERDICT_KEY, image_summary
+from .targets import Target
+from .verdict import Verdict
+
+
+@pytest.fixture(scope="session")
+def dhi_settings(pytestconfig: pytest.Config) -> Settings:
+    state = pytestconfig.stash.get(STATE_KEY, None)
+    if state is None:
+        pytest.fail("no image to certify: pass --dhi-image=REF", pytrace=False)
+    return state.settings
+
+
+@pytest.fixture(scope="session")
+def dhi_target(request: pytest.FixtureRequest) -> Target:
+    """Overridden by parametrization (one value per image and platform)."""
+    pytest.fail("dhi_target is parametrized from --dhi-image; none was given", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def dhi_image(dhi_target: Target, dhi_settings: Settings, pytestconfig: pytest.Config) -> Image:
+    """The image model: config plus merged filesystem, read once per target and session."""
+    if dhi_target.error:
+        pytest.fail(dhi_target.error, pytrace=False)
+    try:
+        with open_source(dhi_target.ref, dhi_settings.pull) as source:
+            image = build_image(dhi_target.ref.raw, source.read(dhi_target.platform))
+    except SourceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    state = pytestconfig.stash[STATE_KEY]
+    state.images[dhi_target.id] = image
+    return image
+
+
+@pytest.fixture(scope="session")
+def dhi_expectations(dhi_image: Image, dhi_target: Target, dhi_settings: Settings,
+                     pytestconfig: pytest.Config) -> Expectations:
+    tags = [t for t in [dhi_target.ref.tag] + [n.rsplit(":", 1)[-1] for n in dhi_image.names if ":" in n] if t]
+    variant, why = decide_variant(dhi_settings.variant, tags, dhi_image.config.labels)
+    expectations = Expectations(dhi_settings.profile, variant, why)
+    state = pytestconfig.stash[STATE_KEY]
+    state.meta[dhi_target.id] = image_summary(dhi_target, dhi_image, expectations)
+    return expectations
+
+
+@pytest.fixture(scope="session")
+def dhi_user(dhi_image: Image):
+    """The runtime user resolved through the image's /etc/passwd and /etc/group."""
+    from .checks.image import image_user
+
+    return image_user(dhi_image)
+
+
+@pytest.fixture
+def dhi_record(request: pytest.FixtureRequest) -> Callable[[Verdict], Verdict]:
+    """Keep a verdict for the report (and JUnit), then hand it back to be asserted."""
+
+    def record(verdict: Verdict) -> Verdict:
+        request.node.stash[VERDICT_KEY] = verdict
+        return verdict
+
+    return record

@@ -1,0 +1,84 @@
+"""Parse ``--dhi-image`` values into a transport and a location."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+ARCHIVE_TRANSPORTS = ("docker-archive", "oci-archive", "oci")
+DAEMON = "docker-daemon"
+
+# name[:tag][@digest], the grammar docker itself accepts (lower-case path components).
+_DOCKER_REF = re.compile(
+    r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+class ReferenceError(ValueError):
+    """A --dhi-image value that names no image we can read."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    raw: str
+    transport: str  # docker-daemon, docker-archive, oci-archive, oci
+    location: str  # docker reference, or the archive / layout path
+    selector: str = ""  # archive-only: which image inside (a RepoTag or an OCI ref.name)
+
+    @property
+    def daemonless(self) -> bool:
+        return self.transport in ARCHIVE_TRANSPORTS
+
+    @property
+    def tag(self) -> str:
+        """The tag, when the reference names one (used for -dev detection and versions)."""
+        name = self.location if self.transport == DAEMON else self.selector
+        return tag_of(name)
+
+
+def tag_of(name: str) -> str:
+    name = name.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else ""
+
+
+def parse_reference(raw: str) -> Reference:
+    value = raw.strip()
+    if not value:
+        raise ReferenceError("empty --dhi-image value")
+    for transport in ARCHIVE_TRANSPORTS:
+        prefix = transport + ":"
+        if value.startswith(prefix):
+            path, selector = _split_selector(value[len(prefix):])
+            if not path:
+                raise ReferenceError(f"{raw!r}: {transport}: needs a path")
+            return Reference(raw, transport, path, selector)
+    for prefix in ("docker-daemon:", "docker://"):
+        if value.startswith(prefix):
+            value = value[len(prefix):]
+    if not _DOCKER_REF.match(value):
+        raise ReferenceError(
+            f"{raw!r} is not a Docker reference (name[:tag][@sha256:...]) nor one of "
+            "docker-archive:PATH, oci-archive:PATH, oci:DIR"
+        )
+    return Reference(raw, DAEMON, value)
+
+
+def _split_selector(rest: str) -> tuple[str, str]:
+    """``PATH[:ref]`` as skopeo spells it; a path that exists as given wins over a split."""
+    if os.path.exists(rest) or ":" not in rest:
+        return rest, ""
+    path, selector = rest.rsplit(":", 1) if rest.count(":") == 1 else _longest_existing(rest)
+    return path, selector
+
+
+def _longest_existing(rest: str) -> tuple[str, str]:
+    # "a.tar:name:tag" -> the path is the longest prefix that exists on disk.
+    parts = rest.split(":")
+    for cut in range(len(parts) - 1, 0, -1):
+        path = ":".join(parts[:cut])
+        if os.path.exists(path):
+            return path, ":".join(parts[cut:])
+    return parts[0], ":".join(parts[1:])

@@ -1,0 +1,174 @@
+"""pytest wiring only: options -> settings, the built-in suite into collection, one test
+parameter per image, and the report at the end. Decisions live in checks/, I/O in image/,
+runtime/ and cluster/."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import pytest
+
+from . import options
+from .fixtures import (dhi_expectations, dhi_image, dhi_record, dhi_settings,  # noqa: F401
+                       dhi_target, dhi_user)
+from .state import STATE_KEY, VERDICT_KEY, DhiState
+from .verdict import CHECK_TIERS
+
+SUITE_DIR = Path(__file__).parent / "suite"
+SUITE_MODULES = {"image": "test_image.py", "runtime": "test_runtime.py", "cluster": "test_cluster.py"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "dhi_check(id): a pytest-dhi-cilium check (stable id)")
+    config.addinivalue_line("markers", "dhi_tier(name): the tier of the checks in a suite module")
+    settings = options.read_settings(config)
+    if settings is None:
+        return
+    state = DhiState(settings)
+    config.stash[STATE_KEY] = state
+    config.pluginmanager.register(_Reporter(config, state), "dhi-cilium-reporter")
+    if not config.getoption("dhi_no_suite"):
+        _add_suite(config, settings)
+
+
+def _add_suite(config: pytest.Config, settings: options.Settings) -> None:
+    """Collect the suite directory (the tiers not requested are ignored in collection).
+    Without explicit paths the suite replaces the default (the current directory or
+    testpaths): `pytest --dhi-image=REF` anywhere runs the checklist and nothing else."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = []
+    if str(SUITE_DIR) not in config.args:
+        config.args.append(str(SUITE_DIR))
+
+
+def _requested_modules(config: pytest.Config) -> set[str]:
+    state = config.stash[STATE_KEY]
+    tiers = {t for ref in state.settings.images for t in state.settings.tiers_for(ref)}
+    return {SUITE_MODULES[t] for t in tiers}
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.parent == SUITE_DIR and collection_path.name in SUITE_MODULES.values():
+        if config.stash.get(STATE_KEY, None) is None or config.getoption("dhi_no_suite"):
+            return True
+        return collection_path.name not in _requested_modules(config) or None
+    return None
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    """Suite modules are collected whatever the user's python_files setting says."""
+    if file_path.parent != SUITE_DIR or file_path.name not in SUITE_MODULES.values():
+        return None
+    patterns = parent.config.getini("python_files")
+    if any(fnmatch.fnmatch(file_path.name, p) for p in patterns):
+        return None  # the python plugin collects it already
+    return pytest.Module.from_parent(parent, path=file_path)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "dhi_target" not in metafunc.fixturenames:
+        return
+    state = metafunc.config.stash.get(STATE_KEY, None)
+    if state is None:
+        return
+    if state.targets is None:
+        from .targets import expand_targets
+
+        state.targets = expand_targets(state.settings)
+    tier_marker = metafunc.definition.get_closest_marker("dhi_tier")
+    tier = tier_marker.args[0] if tier_marker else None
+    targets = [t for t in state.targets if tier is None or tier in t.tiers]
+    metafunc.parametrize("dhi_target", targets, ids=[t.id for t in targets], scope="session")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker("dhi_check")
+        if marker:
+            item.extra_keyword_matches.add(marker.args[0])  # -k no-shell
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STATE_KEY, None)
+    if state is None:
+        return []
+    s = state.settings
+    tiers = ",".join(s.tiers) if s.tiers else "auto (image; +runtime for daemon references)"
+    return [f"dhi-cilium: {len(s.images)} image(s), profile {s.profile.name}, variant {s.variant}, "
+            f"tiers {tiers}, platforms {','.join(s.platforms) if s.platforms else 'all'}"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    marker = item.get_closest_marker("dhi_check")
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get("dhi_target") if callspec else None
+    if marker is None or target is None:
+        return
+    report = outcome.get_result()
+    state = item.config.stash[STATE_KEY]
+    verdict = item.stash.get(VERDICT_KEY, None)
+    check = marker.args[0]
+    # A plain attribute survives xdist's report serialization (JSON-able values only).
+    report.dhi_cilium = {
+        "check": check,
+        "tier": CHECK_TIERS.get(check, "custom"),
+        "target": target.id,
+        "ref": target.ref.raw,
+        "platform": target.platform_text,
+        "profile": state.settings.profile.name,
+        "tiers": list(target.tiers),
+        "image": state.meta.get(target.id),
+        "verdict": verdict.to_dict() if verdict and call.when == "call" else None,
+    }
+
+
+class _Reporter:
+    """Collects every suite report (xdist workers' included) and writes the report files."""
+
+    def __init__(self, config: pytest.Config, state: DhiState) -> None:
+        from .report import ReportBuilder
+
+        self.config = config
+        self.state = state
+        self.builder = ReportBuilder()
+        self.document: dict | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, "dhi_cilium", None) is not None:
+            self.builder.add(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if getattr(self.config, "workerinput", None) is not None:
+            return  # xdist workers ship their reports; only the controller writes
+        from .report import write_json, write_markdown
+
+        self.document = self.builder.document()
+        settings = self.state.settings
+        if settings.report:
+            write_json(self.document, settings.report)
+        if settings.report_md:
+            write_markdown(self.document, settings.report_md)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.document:
+            return
+        terminalreporter.section("dhi-cilium")
+        for image in self.document["images"]:
+            counts: dict[str, int] = {}
+            for check in image["checks"]:
+                counts[check["outcome"]] = counts.get(check["outcome"], 0) + 1
+            tally = ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+            where = f" ({image['platform']})" if image["platform"] else ""
+            terminalreporter.write_line(
+                f"{image['result'].upper():10} {image['ref']}{where} "
+                f"variant={image['variant'] or '?'} profile={image['profile']}: {tally}")
+        for path in (self.state.settings.report, self.state.settings.report_md):
+            if path:
+                terminalreporter.write_line(f"report written to {path}")

@@ -1,0 +1,39 @@
+"""Per-session state shared by the plugin hooks and the fixtures (one process; xdist workers
+each have their own, and ship what the report needs on their test reports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from .options import Settings
+from .targets import Target
+from .verdict import Verdict
+
+
+@dataclass
+class DhiState:
+    settings: Settings
+    targets: list[Target] | None = None
+    images: dict = field(default_factory=dict)  # target id -> Image
+    meta: dict[str, dict] = field(default_factory=dict)  # target id -> image summary
+
+
+STATE_KEY = pytest.StashKey[DhiState]()
+VERDICT_KEY = pytest.StashKey[Verdict]()
+
+
+def image_summary(target: Target, image, expectations) -> dict:
+    return {
+        "ref": target.ref.raw,
+        "target": target.id,
+        "digest": image.digest,
+        "config_digest": image.config_digest,
+        "platform": str(image.platform),
+        "variant": expectations.variant,
+        "variant_reason": expectations.variant_reason,
+        "profile": expectations.profile.name,
+        "tiers": list(target.tiers),
+        "warnings": list(image.warnings),
+    }
