@@ -21,6 +21,9 @@ SUITE_MODULES = {"image": "test_image.py", "runtime": "test_runtime.py", "cluste
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser)
+    from .cluster.options import add_cluster_options  # options only: imports nothing heavy
+
+    add_cluster_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,6 +35,9 @@ def pytest_configure(config: pytest.Config) -> None:
     state = DhiState(settings)
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(_Reporter(config, state), "dhi-cilium-reporter")
+    if any("cluster" in settings.tiers_for(ref) for ref in settings.images):
+        # Imported only now: kind/helm/kubernetes cost nothing to image-tier runs.
+        config.pluginmanager.import_plugin("pytest_dhi_cilium.cluster.fixtures")
     if not config.getoption("dhi_no_suite"):
         _add_suite(config, settings)
 
