@@ -72,7 +72,7 @@ def _first_line(report) -> str:
         return ""
     # pytest.fail(pytrace=False) gives the bare message; a traceback ends in "E   <error>".
     errors = [l[1:].strip() for l in lines if l.startswith("E ")]
-    return errors[0] if errors else lines[0] if len(lines) == 1 else lines[-1]
+    return errors[0] if errors else " ".join(l.strip() for l in lines)[:500]
 
 
 def _error_evidence(report, outcome: str) -> list[str]:

@@ -162,7 +162,7 @@ def decide_variant(setting: str, tags: list[str], labels: dict[str, str]) -> tup
     return "runtime", "no -dev tag and no DHI label declaring a shell or package manager"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Expectations:
     """Everything a check compares against, for one image."""
 
@@ -173,3 +173,6 @@ class Expectations:
     @property
     def dev(self) -> bool:
         return self.variant == "dev"
+
+    def __repr__(self) -> str:
+        return f"<Expectations profile={self.profile.name} variant={self.variant}>"

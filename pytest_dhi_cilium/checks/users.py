@@ -3,7 +3,7 @@ the image's own /etc/passwd and /etc/group — and what that user may do to a fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..image.layers import Entry
 
@@ -53,7 +53,7 @@ def parse_group(text: str) -> list[GroupEntry]:
     return entries
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RuntimeUser:
     spec: str  # Config.User as written
     uid: int | None  # None when the spec cannot be resolved (the container would not start)
@@ -68,6 +68,9 @@ class RuntimeUser:
     @property
     def resolved(self) -> bool:
         return self.uid is not None and self.gid is not None and not self.error
+
+    def __repr__(self) -> str:
+        return f"<RuntimeUser {self.spec!r} -> {self.label() if self.resolved else self.error}>"
 
     def label(self) -> str:
         who = f"{self.uid}:{self.gid}"
@@ -151,9 +154,3 @@ def mode_reason(user: RuntimeUser, entry: Entry) -> str:
     if entry.gid == user.gid or entry.gid in user.groups:
         return f"group bits (file group {entry.gid} is one of the user's groups)"
     return f"other bits (owner {entry.uid}:{entry.gid} is neither the user nor its groups)"
-
-
-@dataclass
-class Access:
-    ok: bool
-    problems: list[str] = field(default_factory=list)

@@ -51,7 +51,7 @@ class Layer:
     diff_id: str
 
 
-@dataclass
+@dataclass(repr=False)
 class Image:
     ref: str
     digest: str  # manifest digest when the transport has one, else the config digest
@@ -66,6 +66,9 @@ class Image:
     @property
     def warnings(self) -> list[str]:
         return self.fs.warnings
+
+    def __repr__(self) -> str:  # short: pytest prints fixture values next to failures
+        return f"<Image {self.ref} {self.platform} {short_digest(self.digest)}>"
 
     def where(self, entry: Entry) -> str:
         """Human-readable provenance of an entry, e.g. ``layer 2 of 3, sha256:ab12cd34ef56``."""

@@ -34,8 +34,10 @@ class Reference:
     @property
     def tag(self) -> str:
         """The tag, when the reference names one (used for -dev detection and versions)."""
-        name = self.location if self.transport == DAEMON else self.selector
-        return tag_of(name)
+        if self.transport == DAEMON:
+            return tag_of(self.location)
+        # An OCI ref.name is often a bare tag ("1.18.3-dev"); a RepoTag is name:tag.
+        return tag_of(self.selector) if ":" in self.selector else self.selector
 
 
 def tag_of(name: str) -> str:

@@ -138,7 +138,7 @@ def _open_tar(ref: Reference) -> tarfile.TarFile:
     try:
         return tarfile.open(path, "r:*")
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise SourceError(f"{ref.raw}: {path!r} is not a readable tar archive ({exc})") from exc
+        raise SourceError(f"{ref.raw}: {path!r} is not a readable tar archive ({_short(exc)})") from None
 
 
 def _load_json(data: bytes, what: str) -> dict | list:
@@ -407,8 +407,9 @@ def docker_client():
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+    """One line for an exception whose text may span several (tarfile's "r:*" does)."""
+    text = "; ".join(line.strip(" -") for line in str(exc).splitlines() if line.strip())
+    return (text or type(exc).__name__)[:300]
 
 
 class DaemonSource(ImageSource):

@@ -1,0 +1,96 @@
+"""Shared test fixtures: a real Docker engine (never mocked), the static fake operator, and
+the images the tests certify, all built locally."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # imagekit, fake_operator.build
+
+import imagekit  # noqa: E402
+from fake_operator.build import build_fake_operator  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_REPO = "dhi-test"  # every image the tests load is tagged under this name, then removed
+
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The real engine. Unreachable: skip locally, but FAIL under CI=true (a missing engine
+    must never turn the Docker tests into silent skips)."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:
+        message = (f"Docker engine not reachable ({exc.__class__.__name__}: {str(exc)[:160]}); "
+                   "start one with scripts/ensure-docker.sh")
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def loaded_images(docker_client):
+    """Load a spec into the engine (`docker load` of a docker-archive written in Python);
+    every image loaded this way is removed at the end of the session."""
+    loaded: list[str] = []
+
+    def load(spec: imagekit.ImageSpec, tag: str, tmp: Path) -> str:
+        ref = f"{TEST_REPO}/{tag}"
+        archive = imagekit.write_docker_archive(tmp / f"{tag.replace(':', '_').replace('/', '_')}.tar", spec, [ref])
+        with open(archive, "rb") as data:
+            docker_client.images.load(data.read())
+        loaded.append(ref)
+        return ref
+
+    yield load
+    for ref in loaded:
+        try:
+            docker_client.images.remove(ref, force=True)
+        except Exception:
+            pass
+
+
+@pytest.fixture(scope="session")
+def fake_operator(tmp_path_factory) -> Path:
+    """The well-behaved static fake `cilium-operator-generic`."""
+    return build_fake_operator(tmp_path_factory.getbasetemp() / "fake-operator")
+
+
+@pytest.fixture(scope="session")
+def fake_operator_variant(tmp_path_factory):
+    def build(**defines) -> Path:
+        return build_fake_operator(tmp_path_factory.getbasetemp() / "fake-operator", defines=defines)
+    return build
+
+
+@pytest.fixture
+def run_suite(pytester):
+    """Run the plugin on images in a clean directory; returns (result, report JSON)."""
+
+    def run(*images: str, args: tuple[str, ...] = (), subprocess: bool = False):
+        report = pytester.path / "report.json"
+        argv = [f"--dhi-image={i}" for i in images] + [f"--dhi-report={report}", "-p", "no:cacheprovider", *args]
+        result = pytester.runpytest_subprocess(*argv) if subprocess else pytester.runpytest(*argv)
+        data = json.loads(report.read_text()) if report.exists() else None
+        return result, data
+
+    return run
+
+
+def outcomes(report: dict, image_index: int = 0) -> dict[str, str]:
+    return {c["id"]: c["outcome"] for c in report["images"][image_index]["checks"]}
+
+
+def check(report: dict, check_id: str, image_index: int = 0) -> dict:
+    return next(c for c in report["images"][image_index]["checks"] if c["id"] == check_id)

@@ -1,0 +1,267 @@
+"""Build test images without a registry: layer tars and docker-archive / OCI layouts written
+directly in Python (any layout, whiteouts and hostile names included), and the same specs
+loaded into a real Docker engine with ``docker load`` when a test needs the daemon."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OPERATOR = "cilium-operator-generic"
+BUSYBOX = "/bin/busybox"  # Debian's busybox-static: a real static shell for dev-like images
+
+
+@dataclass
+class Member:
+    name: str  # the raw tar member name (may be hostile on purpose)
+    kind: str = "file"  # file, dir, symlink, hardlink
+    data: bytes = b""
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    link: str = ""
+
+
+def file(path: str, data: bytes = b"", mode: int = 0o644, uid: int = 0, gid: int = 0) -> Member:
+    return Member(path.lstrip("/"), "file", data, mode, uid, gid)
+
+
+def exe(path: str, data: bytes = b"\x7fELF fake", mode: int = 0o755, uid: int = 0, gid: int = 0) -> Member:
+    return file(path, data, mode, uid, gid)
+
+
+def host_file(path: str, source: str | os.PathLike, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Member:
+    return file(path, Path(source).read_bytes(), mode, uid, gid)
+
+
+def directory(path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Member:
+    return Member(path.strip("/"), "dir", b"", mode, uid, gid)
+
+
+def symlink(path: str, target: str) -> Member:
+    return Member(path.lstrip("/"), "symlink", b"", 0o777, 0, 0, target)
+
+
+def hardlink(path: str, target: str) -> Member:
+    return Member(path.lstrip("/"), "hardlink", b"", 0o644, 0, 0, target.lstrip("/"))
+
+
+def whiteout(path: str) -> Member:
+    head, _, base = path.strip("/").rpartition("/")
+    return file(f"{head}/.wh.{base}" if head else f".wh.{base}")
+
+
+def opaque(path: str) -> Member:
+    return file(f"{path.strip('/')}/.wh..wh..opq")
+
+
+def passwd(*lines: str) -> Member:
+    return file("/etc/passwd", ("\n".join(lines) + "\n").encode())
+
+
+def group(*lines: str) -> Member:
+    return file("/etc/group", ("\n".join(lines) + "\n").encode())
+
+
+NONROOT_PASSWD = passwd("root:x:0:0:root:/root:/sbin/nologin",
+                        "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin")
+NONROOT_GROUP = group("root:x:0:", "nonroot:x:65532:")
+
+
+def layer_tar(members: list[Member]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for m in members:
+            info = tarfile.TarInfo(m.name)
+            info.mode, info.uid, info.gid, info.mtime = m.mode, m.uid, m.gid, 1700000000
+            if m.kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif m.kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, m.link
+                tar.addfile(info)
+            elif m.kind == "hardlink":
+                info.type, info.linkname = tarfile.LNKTYPE, m.link
+                tar.addfile(info)
+            else:
+                info.size = len(m.data)
+                tar.addfile(info, io.BytesIO(m.data))
+    return buf.getvalue()
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class ImageSpec:
+    layers: list[list[Member]]
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    user: str = ""
+    env: list[str] = field(default_factory=lambda: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    labels: dict[str, str] = field(default_factory=dict)
+    working_dir: str = ""
+    os: str = "linux"
+    architecture: str = "amd64"
+    variant: str = ""
+
+    def layer_blobs(self) -> list[bytes]:
+        return [layer_tar(members) for members in self.layers]
+
+    def config(self, blobs: list[bytes]) -> bytes:
+        config = {"Env": self.env, "Labels": self.labels or None, "User": self.user,
+                  "WorkingDir": self.working_dir, "Entrypoint": self.entrypoint, "Cmd": self.cmd}
+        doc = {"architecture": self.architecture, "os": self.os, "config": config,
+               "created": "2025-01-01T00:00:00Z",
+               "rootfs": {"type": "layers", "diff_ids": [sha256(b) for b in blobs]},
+               "history": [{"created_by": f"layer {i}"} for i in range(len(blobs))]}
+        if self.variant:
+            doc["variant"] = self.variant
+        return json.dumps(doc, sort_keys=True).encode()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime = len(data), 1700000000
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_docker_archive(path: str | os.PathLike, spec: ImageSpec, tags: list[str] | None = None,
+                         extra_members: list[Member] = ()) -> Path:
+    """The legacy `docker save` layout (what Engine 20.10 writes and loads)."""
+    blobs = spec.layer_blobs()
+    config = spec.config(blobs)
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    layer_names = []
+    with tarfile.open(path, "w") as tar:
+        for blob in blobs:
+            name = f"{hashlib.sha256(blob).hexdigest()}/layer.tar"
+            _add(tar, name, blob)
+            layer_names.append(name)
+        _add(tar, config_name, config)
+        manifest = [{"Config": config_name, "RepoTags": tags, "Layers": layer_names}]
+        _add(tar, "manifest.json", json.dumps(manifest).encode())
+        for m in extra_members:
+            _add(tar, m.name, m.data)
+    return Path(path)
+
+
+def image_id(spec: ImageSpec) -> str:
+    return sha256(spec.config(spec.layer_blobs()))
+
+
+def write_oci_layout(target: str | os.PathLike, specs: list[ImageSpec], ref_name: str = "",
+                     attestation: bool = False, as_archive: bool = False,
+                     compress: bool = True) -> Path:
+    """An OCI image layout holding one image, or an index of several platforms (plus an
+    attestation manifest like buildx writes, when asked), as a directory or a tar."""
+    blobs: dict[str, bytes] = {}
+
+    def put(data: bytes) -> str:
+        digest = sha256(data)
+        blobs[digest] = data
+        return digest
+
+    manifests = []
+    for spec in specs:
+        layers = spec.layer_blobs()
+        config = spec.config(layers)
+        layer_descs = []
+        for blob in layers:
+            stored = gzip.compress(blob, mtime=0) if compress else blob
+            layer_descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else ""),
+                                "digest": put(stored), "size": len(stored)})
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                          "digest": put(config), "size": len(config)},
+                               "layers": layer_descs}).encode()
+        platform = {"os": spec.os, "architecture": spec.architecture}
+        if spec.variant:
+            platform["variant"] = spec.variant
+        manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          "digest": put(manifest), "size": len(manifest), "platform": platform})
+    if attestation:
+        att_config = b"{}"
+        att = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                     "digest": put(att_config), "size": 2}, "layers": []}).encode()
+        manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          "digest": put(att), "size": len(att),
+                          "platform": {"os": "unknown", "architecture": "unknown"},
+                          "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                                          "vnd.docker.reference.digest": manifests[0]["digest"]}})
+    if len(manifests) == 1:
+        top = manifests
+    else:
+        nested = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                             "manifests": manifests}).encode()
+        top = [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": put(nested),
+                "size": len(nested)}]
+    if ref_name:
+        for desc in top:
+            desc["annotations"] = {"org.opencontainers.image.ref.name": ref_name}
+    index = json.dumps({"schemaVersion": 2, "manifests": top}).encode()
+    files = {"oci-layout": b'{"imageLayoutVersion": "1.0.0"}', "index.json": index}
+    files.update({f"blobs/sha256/{d.split(':')[1]}": data for d, data in blobs.items()})
+    target = Path(target)
+    if as_archive:
+        with tarfile.open(target, "w") as tar:
+            for name, data in files.items():
+                _add(tar, name, data)
+    else:
+        for name, data in files.items():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(data)
+    return target
+
+
+# -- the image shapes the tests certify -------------------------------------------------------
+
+
+def dhi_like(operator: bytes | str | os.PathLike, *, tag_user: str = "65532:65532",
+             extra_layers: list[list[Member]] = (), **overrides) -> ImageSpec:
+    """Debian-minimal-like DHI layout: binary in /usr/local/bin, nonroot 65532, writable gops dir."""
+    binary = operator if isinstance(operator, bytes) else Path(operator).read_bytes()
+    base = [directory("etc"), NONROOT_PASSWD, NONROOT_GROUP, directory("tmp", 0o1777),
+            directory("home"), directory("home/nonroot", 0o700, 65532, 65532),
+            directory("home/gops", 0o700, 65532, 65532),
+            directory("run"), directory("run/cilium", 0o700, 65532, 65532),
+            file("etc/ssl/certs/ca-certificates.crt", b"# certs\n")]
+    app = [directory("usr"), directory("usr/local"), directory("usr/local/bin"),
+           exe(f"usr/local/bin/{OPERATOR}", binary)]
+    fields_ = dict(layers=[base, app, *extra_layers],
+                   entrypoint=[f"/usr/local/bin/{OPERATOR}"], user=tag_user,
+                   env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "GOPS_CONFIG_DIR=/home/gops"])
+    fields_.update(overrides)
+    return ImageSpec(**fields_)
+
+
+def upstream_like(operator: bytes | str | os.PathLike, **overrides) -> ImageSpec:
+    """quay.io/cilium/operator-generic: scratch, binary in /usr/bin, CMD only, root."""
+    binary = operator if isinstance(operator, bytes) else Path(operator).read_bytes()
+    layers = [[file("etc/ssl/certs/ca-certificates.crt", b"# certs\n"), file("LICENSE.all", b"Apache-2.0\n")],
+              [exe("bin/gops", b"\x7fELF gops")],
+              [directory("usr"), directory("usr/bin"), exe(f"usr/bin/{OPERATOR}", binary)]]
+    fields_ = dict(layers=layers, cmd=[f"/usr/bin/cilium-${{OPERATOR_VARIANT}}"],
+                   env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "GOPS_CONFIG_DIR=/"])
+    fields_.update(overrides)
+    return ImageSpec(**fields_)
+
+
+def dev_like(operator: bytes | str | os.PathLike, **overrides) -> ImageSpec:
+    """The -dev variant: a busybox shell, dpkg/apt, root."""
+    spec = dhi_like(operator, tag_user="", **overrides)
+    shell = [directory("bin"), host_file("bin/busybox", BUSYBOX), symlink("bin/sh", "busybox"),
+             directory("usr/bin"), exe("usr/bin/dpkg"), exe("usr/bin/apt-get"), symlink("usr/bin/apt", "apt-get"),
+             file("var/lib/dpkg/status", b"Package: base-files\n")]
+    spec.layers = spec.layers + [shell]
+    return spec

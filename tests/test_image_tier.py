@@ -1,0 +1,318 @@
+"""The image tier end to end, daemonless: images written as archives, certified by the plugin
+running in pytester exactly as users run it (`pytest --dhi-image=...` with no test files)."""
+
+import json
+
+import pytest
+
+import imagekit as ik
+from conftest import check, outcomes
+
+ALL_IMAGE_CHECKS = {"no-shell", "no-package-manager", "nonroot-user", "entrypoint",
+                    "operator-binary", "gops-writable"}
+
+
+@pytest.fixture
+def archive(tmp_path):
+    def write(spec, name="img", tags=("example/dhi-cilium-operator-generic:1.18.3",)):
+        return f"docker-archive:{ik.write_docker_archive(tmp_path / f'{name}.tar', spec, list(tags))}"
+    return write
+
+
+def test_dhi_like_image_passes_everything(run_suite, archive, fake_operator):
+    result, report = run_suite(archive(ik.dhi_like(fake_operator)))
+    result.assert_outcomes(passed=6)
+    assert result.ret == 0
+    assert outcomes(report) == {c: "passed" for c in ALL_IMAGE_CHECKS}
+    image = report["images"][0]
+    assert image["variant"] == "runtime" and image["profile"] == "dhi"
+    assert image["digest"].startswith("sha256:") and image["platform"] == "linux/amd64"
+
+
+def test_test_ids_are_readable_and_k_selects_a_check(run_suite, archive, fake_operator):
+    ref = archive(ik.dhi_like(fake_operator), name="mine")
+    result, report = run_suite(ref, args=("-v", "-k", "no-shell"))
+    result.stdout.fnmatch_lines(["*test_image.py::test_no_shell[[]docker-archive:mine.tar[]] PASSED*"])
+    result.assert_outcomes(passed=1, deselected=5)
+    assert list(outcomes(report)) == ["no-shell"]
+
+
+def test_upstream_like_image_fails_nonroot_only_under_upstream_profile(run_suite, archive, fake_operator):
+    result, report = run_suite(archive(ik.upstream_like(fake_operator)), args=("--dhi-profile=upstream",))
+    assert result.ret == 1
+    got = outcomes(report)
+    assert got.pop("nonroot-user") == "failed"
+    assert set(got.values()) == {"passed"}, got
+    assert "Config.User is not set" in check(report, "nonroot-user")["message"]
+    assert any("does not resolve" in n for n in check(report, "entrypoint")["notes"])  # ${OPERATOR_VARIANT}
+
+
+def test_upstream_like_image_under_dhi_profile_says_what_differs(run_suite, archive, fake_operator):
+    _, report = run_suite(archive(ik.upstream_like(fake_operator)))
+    assert check(report, "entrypoint")["outcome"] == "failed"
+    assert "expected ['/usr/local/bin/cilium-operator-generic']" in check(report, "entrypoint")["message"]
+    binary = check(report, "operator-binary")
+    assert binary["outcome"] == "failed"
+    assert "PATH finds /usr/bin/cilium-operator-generic, profile dhi expects /usr/local/bin/" in binary["message"]
+
+
+def test_dev_like_image_meets_dev_expectations(run_suite, archive, fake_operator):
+    ref = archive(ik.dev_like(fake_operator), tags=["example/dhi-cilium-operator-generic:1.18.3-dev"])
+    result, report = run_suite(ref)
+    assert report["images"][0]["variant"] == "dev"
+    assert outcomes(report) == {c: "passed" for c in ALL_IMAGE_CHECKS}, result.stdout.str()
+    shell = check(report, "no-shell")
+    assert "dev variant" in shell["expectation"] and "-dev" in shell["expectation"]
+    assert any("/bin/sh -> busybox" in e and "busybox provides sh" in e for e in shell["evidence"])
+
+
+def test_dev_like_image_forced_to_runtime_variant_fails_with_evidence(run_suite, archive, fake_operator):
+    result, report = run_suite(archive(ik.dev_like(fake_operator)), args=("--dhi-variant=runtime",))
+    got = outcomes(report)
+    assert got["no-shell"] == got["no-package-manager"] == got["nonroot-user"] == "failed"
+    shell = check(report, "no-shell")["evidence"]
+    assert any(e.startswith("/bin/sh -> busybox (= /bin/busybox) (symlink, layer 3 of 3, sha256:") for e in shell), shell
+    pm = " ".join(check(report, "no-package-manager")["evidence"])
+    assert "/usr/bin/dpkg" in pm and "/usr/bin/apt-get" in pm and "/usr/bin/apt -> apt-get" in pm
+    assert "/var/lib/dpkg/status" not in pm  # a database is not a package manager
+    result.stdout.fnmatch_lines(["*no-shell: * shell(s) found*", "*busybox provides sh*"])
+
+
+def test_dev_label_makes_auto_variant_dev(run_suite, archive, fake_operator):
+    spec = ik.dev_like(fake_operator, labels={"com.docker.dhi.shell": "busybox"})
+    _, report = run_suite(archive(spec, tags=["x/y:1.18.3"]))
+    assert report["images"][0]["variant"] == "dev"
+    assert "com.docker.dhi.shell" in report["images"][0]["variant_reason"]
+
+
+VIOLATIONS = {
+    "shell": ("no-shell", [[ik.host_file("bin/busybox", ik.BUSYBOX), ik.symlink("bin/sh", "busybox")]], {}),
+    "package-manager": ("no-package-manager", [[ik.exe("usr/bin/apt-get")]], {}),
+    "root-user": ("nonroot-user", [], {"tag_user": ""}),
+    "wrong-entrypoint": ("entrypoint", [], {"entrypoint": ["/usr/bin/cilium-operator-generic"]}),
+    "binary-not-executable": ("operator-binary", [[ik.exe("usr/local/bin/cilium-operator-generic", mode=0o700)]], {}),
+    "binary-off-path": ("operator-binary", [], {"env": ["PATH=/usr/bin", "GOPS_CONFIG_DIR=/home/gops"]}),
+    "gops-not-writable": ("gops-writable", [[ik.directory("home/nonroot", 0o755, 0, 0)]],
+                          {"env": ["PATH=/usr/local/bin"]}),
+}
+
+
+@pytest.mark.parametrize("name", VIOLATIONS)
+def test_each_violation_fails_its_check_only(name, run_suite, archive, fake_operator):
+    failing, layers, overrides = VIOLATIONS[name]
+    spec = ik.dhi_like(fake_operator, extra_layers=layers, **overrides)
+    result, report = run_suite(archive(spec))
+    assert result.ret == 1
+    got = outcomes(report)
+    assert got[failing] == "failed", check(report, failing)
+    others = {c: o for c, o in got.items() if c != failing}
+    # A wrong entrypoint leaves nothing else broken; the binary checks may drag entrypoint along.
+    if name == "binary-not-executable":
+        others.pop("entrypoint")
+    assert set(others.values()) == {"passed"}, others
+    assert check(report, failing)["evidence"] or check(report, failing)["message"]
+
+
+def test_binary_not_executable_evidence_names_mode_owner_and_layer(run_suite, archive, fake_operator):
+    spec = ik.dhi_like(fake_operator, extra_layers=[[ik.exe("usr/local/bin/cilium-operator-generic", mode=0o700)]])
+    _, report = run_suite(archive(spec))
+    evidence = " ".join(check(report, "operator-binary")["evidence"])
+    assert "(file 0700 0:0, layer 3 of 3, sha256:" in evidence
+    assert "not executable by 65532:65532 (nonroot): other bits" in evidence
+
+
+def test_gops_failure_explains_where_gops_writes(run_suite, archive, fake_operator):
+    spec = ik.dhi_like(fake_operator, env=["PATH=/usr/local/bin"])  # no GOPS_CONFIG_DIR
+    _, report = run_suite(archive(spec))
+    gops = check(report, "gops-writable")
+    assert "HOME=/home/nonroot (its /etc/passwd entry)" in gops["evidence"][0]
+    assert gops["message"] == ("65532:65532 (nonroot) can write /home/nonroot/.config/gops "
+                               "(to be created under /home/nonroot)")  # 0700, owned by 65532
+    # the same home owned by root: gops cannot create its directory
+    spec = ik.dhi_like(fake_operator, env=["PATH=/usr/local/bin"],
+                       extra_layers=[[ik.directory("home/nonroot", 0o755, 0, 0)]])
+    _, report = run_suite(archive(spec, name="rootowned"))
+    gops = check(report, "gops-writable")
+    assert gops["outcome"] == "failed"
+    assert "cannot write /home/nonroot/.config/gops" in gops["message"]
+    assert "/home/nonroot (dir 0755 0:0, layer 3 of 3" in " ".join(gops["evidence"])
+    assert "not writable by 65532:65532 (nonroot): other bits" in " ".join(gops["evidence"])
+
+
+def test_shell_deleted_by_later_layer_passes(run_suite, archive, fake_operator):
+    spec = ik.dhi_like(fake_operator, extra_layers=[
+        [ik.host_file("bin/busybox", ik.BUSYBOX), ik.symlink("bin/sh", "busybox"), ik.exe("usr/bin/dpkg")],
+        [ik.whiteout("bin/busybox"), ik.whiteout("bin/sh"), ik.opaque("usr/bin")]])
+    _, report = run_suite(archive(spec))
+    assert outcomes(report)["no-shell"] == "passed"
+    assert outcomes(report)["no-package-manager"] == "passed"
+
+
+def test_busybox_renamed_and_reached_through_link_fails(run_suite, archive, fake_operator):
+    spec = ik.dhi_like(fake_operator, extra_layers=[
+        [ik.host_file("opt/tools/tool", ik.BUSYBOX), ik.symlink("usr/bin/sh", "/opt/tools/tool")],
+        [ik.host_file("opt/x/busybox", ik.BUSYBOX), ik.symlink("usr/local/bin/helper", "../../../opt/x/busybox")]])
+    _, report = run_suite(archive(spec))
+    shell = check(report, "no-shell")
+    assert shell["outcome"] == "failed"
+    text = "\n".join(shell["evidence"])
+    assert "/usr/bin/sh -> /opt/tools/tool" in text and "sh is a shell" in text
+    assert "/usr/local/bin/helper -> ../../../opt/x/busybox" in text
+    assert "helper reaches busybox, a multi-call binary" in text
+
+
+def test_hard_linked_busybox_under_shell_name_fails(run_suite, archive, fake_operator):
+    spec = ik.dhi_like(fake_operator, extra_layers=[
+        [ik.host_file("opt/bb", ik.BUSYBOX), ik.hardlink("usr/bin/ash", "opt/bb")]])
+    _, report = run_suite(archive(spec))
+    assert any("/usr/bin/ash" in e and "hard link to /opt/bb" in e for e in check(report, "no-shell")["evidence"])
+
+
+def test_user_name_mapping_to_uid_0_fails(run_suite, archive, fake_operator):
+    spec = ik.dhi_like(fake_operator, tag_user="operator", extra_layers=[[
+        ik.passwd("root:x:0:0:root:/root:/sbin/nologin", "operator:x:0:0:looks harmless:/home/op:/sbin/nologin")]])
+    _, report = run_suite(archive(spec))
+    user = check(report, "nonroot-user")
+    assert user["outcome"] == "failed"
+    assert user["message"] == "User 'operator' resolves to UID 0 (root)"
+    assert any("/etc/passwd line 2: operator:x:0:0" in e for e in user["evidence"])
+
+
+def test_numeric_uid_without_passwd_entry_passes_with_note(run_suite, archive, fake_operator):
+    spec = ik.dhi_like(fake_operator, tag_user="65532", extra_layers=[[ik.passwd("root:x:0:0:root:/root:/sbin/nologin")]])
+    _, report = run_suite(archive(spec), args=("--dhi-expect", "gid=none"))
+    user = check(report, "nonroot-user")
+    assert user["outcome"] == "passed"
+    assert any("no /etc/passwd entry" in n for n in user["notes"])
+
+
+def test_unknown_user_name_fails(run_suite, archive, fake_operator):
+    _, report = run_suite(archive(ik.dhi_like(fake_operator, tag_user="ghost")))
+    assert "'ghost' is not in the image's /etc/passwd" in check(report, "nonroot-user")["message"]
+
+
+def test_profile_uid_mismatch_fails(run_suite, archive, fake_operator):
+    _, report = run_suite(archive(ik.dhi_like(fake_operator)), args=("--dhi-expect", "uid=1000"))
+    assert check(report, "nonroot-user")["message"] == "runs as UID 65532; profile dhi expects 1000"
+
+
+def test_markdown_report_lists_failures_with_evidence(run_suite, archive, fake_operator, pytester):
+    md = pytester.path / "out" / "report.md"
+    run_suite(archive(ik.dev_like(fake_operator)), args=("--dhi-variant=runtime", f"--dhi-report-md={md}"))
+    text = md.read_text()
+    assert "| `no-shell` | image | ❌ failed |" in text
+    assert "busybox provides sh" in text and "**FAIL**" in text
+
+
+def test_missing_archive_errors_every_check_with_one_sentence(run_suite, tmp_path):
+    result, report = run_suite(f"docker-archive:{tmp_path}/nope.tar")
+    result.assert_outcomes(errors=6)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([f"*docker-archive:{tmp_path}/nope.tar: no such file*"])
+    assert "Traceback" not in result.stdout.str()
+    assert {c["outcome"] for c in report["images"][0]["checks"]} == {"error"}
+    assert "no such file" in report["images"][0]["checks"][0]["message"]
+
+
+def test_broken_archive_is_a_clear_error(run_suite, tmp_path):
+    broken = tmp_path / "broken.tar"
+    broken.write_bytes(b"this is not a tar" * 100)
+    result, report = run_suite(f"docker-archive:{broken}")
+    result.assert_outcomes(errors=6)
+    assert "is not a readable tar archive" in report["images"][0]["checks"][0]["message"]
+
+
+def test_truncated_layer_is_a_clear_error(run_suite, tmp_path, fake_operator):
+    path = ik.write_docker_archive(tmp_path / "t.tar", ik.dhi_like(fake_operator), ["x:1"])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # cuts the operator layer
+    result, report = run_suite(f"docker-archive:{path}")
+    assert result.ret == 1
+    message = report["images"][0]["checks"][0]["message"]
+    assert "truncated" in message or "no manifest.json" in message, message
+
+
+def test_report_is_written_when_checks_error_and_schema_is_v1(run_suite, tmp_path):
+    _, report = run_suite(f"oci:{tmp_path}/missing-dir")
+    assert report["schema"] == "pytest-dhi-cilium/report/v1"
+    image = report["images"][0]
+    assert set(image) >= {"ref", "digest", "platform", "variant", "profile", "checks"}
+    assert set(image["checks"][0]) >= {"id", "tier", "outcome", "message", "evidence"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--dhi-image=docker-archive:",), "needs a path"),
+    (("--dhi-image=Not A Ref",), "is not a Docker reference"),
+    (("--dhi-image=x:1", "--dhi-profile=nope"), "not one of dhi, chainguard, upstream"),
+    (("--dhi-image=x:1", "--dhi-tier=image,nope"), "tiers are image, runtime, cluster"),
+    (("--dhi-image=x:1", "--dhi-pull=sometimes"), "expected missing, always or never"),
+    (("--dhi-image=x:1", "--dhi-expect", "colour=blue"), "unknown profile key 'colour'"),
+    (("--dhi-image=x:1", "--dhi-platform=amd64"), "is not os/arch"),
+])
+def test_bad_options_are_usage_errors(pytester, argv, message):
+    result = pytester.runpytest(*argv)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_profile_file_toml_and_yaml(run_suite, archive, fake_operator, pytester):
+    spec = ik.dhi_like(fake_operator, entrypoint=["/opt/op/cilium-operator-generic"],
+                       extra_layers=[[ik.exe("opt/op/cilium-operator-generic")]],
+                       env=["PATH=/opt/op:/usr/bin", "GOPS_CONFIG_DIR=/home/gops"])
+    ref = archive(spec)
+    toml = pytester.path / "vendor.toml"
+    toml.write_text('extends = "dhi"\nentrypoint = ["/opt/op/cilium-operator-generic"]\n'
+                    'binary = "/opt/op/cilium-operator-generic"\n')
+    _, report = run_suite(ref, args=(f"--dhi-profile={toml}",))
+    assert set(outcomes(report).values()) == {"passed"}, report
+    assert report["images"][0]["profile"] == "vendor.toml"
+    yaml_profile = pytester.path / "vendor.yaml"
+    yaml_profile.write_text("binary: /opt/op/cilium-operator-generic\nuid: 1000\n")
+    _, report = run_suite(ref, args=(f"--dhi-profile={yaml_profile}",
+                                     "--dhi-expect", 'entrypoint=["/opt/op/cilium-operator-generic"]'))
+    assert outcomes(report)["entrypoint"] == "passed"
+    assert check(report, "nonroot-user")["message"] == "runs as UID 65532; profile vendor.yaml expects 1000"
+
+
+def test_env_and_ini_options(pytester, archive, fake_operator, monkeypatch):
+    ref = archive(ik.dhi_like(fake_operator))
+    pytester.makeini(f"[pytest]\ndhi_images = {ref}\ndhi_report = from-ini.json\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    assert json.loads((pytester.path / "from-ini.json").read_text())["images"][0]["ref"] == ref
+    monkeypatch.setenv("DHI_PROFILE", "upstream")  # environment beats ini
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, failed=2)  # entrypoint and binary path are upstream's
+
+
+def test_no_image_means_the_plugin_stays_idle(pytester):
+    pytester.makepyfile("def test_user():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_user_tests_can_use_the_fixtures_alongside_the_suite(pytester, archive, fake_operator):
+    pytester.makepyfile(test_mine="""
+        def test_label(dhi_image):
+            assert dhi_image.config.user == "65532:65532"
+    """)
+    result = pytester.runpytest(f"--dhi-image={archive(ik.dhi_like(fake_operator))}", "test_mine.py",
+                                "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=7)
+
+
+def test_junitxml_and_xdist(pytester, archive, fake_operator):
+    ref = archive(ik.dev_like(fake_operator))
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(f"--dhi-image={ref}", "--dhi-variant=runtime", "-n", "2",
+                                           f"--junitxml={junit}", "--dhi-report=r.json", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, failed=3)
+    xml = junit.read_text()
+    assert 'name="test_no_shell[docker-archive:img.tar]"' in xml and "busybox provides sh" in xml
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert len(report["images"][0]["checks"]) == 6  # workers' reports reach the controller
+
+
+def test_x_stops_at_first_failure(run_suite, archive, fake_operator):
+    result, _ = run_suite(archive(ik.dev_like(fake_operator)), args=("--dhi-variant=runtime", "-x"))
+    result.assert_outcomes(failed=1)
