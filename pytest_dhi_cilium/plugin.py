@@ -12,6 +12,9 @@ import pytest
 from . import options
 from .fixtures import (dhi_expectations, dhi_image, dhi_record, dhi_settings,  # noqa: F401
                        dhi_target, dhi_user)
+from .runtime.fixtures import (dhi_engine, dhi_help_run, dhi_operator_run,  # noqa: F401
+                               dhi_reference_runs, dhi_restricted_run, dhi_runnable,
+                               dhi_shell_runs, dhi_version_run)
 from .state import STATE_KEY, VERDICT_KEY, DhiState
 from .verdict import CHECK_TIERS
 
@@ -175,6 +178,9 @@ class _Reporter:
             terminalreporter.write_line(
                 f"{image['result'].upper():10} {image['ref']}{where} "
                 f"variant={image['variant'] or '?'} profile={image['profile']}: {tally}")
+            for check in image["checks"]:
+                if check["outcome"] != "passed":  # failures, errors and skips, each with its why
+                    terminalreporter.write_line(f"    {check['outcome']:8} {check['id']}: {check['message']}")
         for path in (self.state.settings.report, self.state.settings.report_md):
             if path:
                 terminalreporter.write_line(f"report written to {path}")

@@ -258,7 +258,10 @@ def upstream_like(operator: bytes | str | os.PathLike, **overrides) -> ImageSpec
 
 
 def dev_like(operator: bytes | str | os.PathLike, **overrides) -> ImageSpec:
-    """The -dev variant: a busybox shell, dpkg/apt, root."""
+    """The -dev variant: a busybox shell, dpkg/apt, root (its gops directory in /tmp: root
+    without capabilities may not write the 65532-owned /home/gops)."""
+    overrides.setdefault("env", ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                 "GOPS_CONFIG_DIR=/tmp/gops"])
     spec = dhi_like(operator, tag_user="", **overrides)
     shell = [directory("bin"), host_file("bin/busybox", BUSYBOX), symlink("bin/sh", "busybox"),
              directory("usr/bin"), exe("usr/bin/dpkg"), exe("usr/bin/apt-get"), symlink("usr/bin/apt", "apt-get"),

@@ -126,7 +126,8 @@ def test_daemon_loaded_spec_with_whiteouts(loaded_images, run_suite, fake_operat
 
 def two_platforms(fake_operator, tmp_path, **kw):
     amd = ik.dhi_like(fake_operator)
-    arm = ik.dhi_like(fake_operator, architecture="arm64", variant="v8", tag_user="")  # arm64 runs as root
+    arm = ik.dhi_like(fake_operator, architecture="arm64", variant="v8", tag_user="",  # arm64 runs as root
+                      env=["PATH=/usr/local/bin", "GOPS_CONFIG_DIR=/tmp/gops"])
     return ik.write_oci_layout(kw.pop("target", tmp_path / "layout"), [amd, arm], attestation=True, **kw)
 
 

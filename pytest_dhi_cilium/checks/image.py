@@ -68,10 +68,10 @@ def _relevant(name: str, names: frozenset[str]) -> bool:
     return name in names or (names is SHELLS and _is_multicall(name))
 
 
-def _findings(image: Image, names: frozenset[str]) -> list[str]:
-    """Evidence lines for every executable in the image that is (or reaches) one of ``names``,
-    by its own name, a symlink's or hard link's target, or a multi-call binary. The whole
-    merged view is searched: a shell off PATH still runs with --entrypoint."""
+def _findings(image: Image, names: frozenset[str]) -> list[tuple[str, str]]:
+    """``(path, evidence)`` for every executable in the image that is (or reaches) one of
+    ``names``, by its own name, a symlink's or hard link's target, or a multi-call binary. The
+    whole merged view is searched: a shell off PATH still runs with --entrypoint."""
     evidence = []
     for entry in image.fs.walk():
         name = posixpath.basename(entry.path)
@@ -84,19 +84,24 @@ def _findings(image: Image, names: frozenset[str]) -> list[str]:
                 target_name = posixpath.basename(res.entry.link) if not _relevant(target_name, names) else target_name
             reason = _reason(name, target_name, names)
             if reason:
-                evidence.append(f"{res.describe()} (symlink, {image.where(entry)}): {reason}; "
-                                f"target {image.describe(res.entry)}")
+                evidence.append((entry.path, f"{res.describe()} (symlink, {image.where(entry)}): "
+                                             f"{reason}; target {image.describe(res.entry)}"))
         elif entry.kind == "file" and entry.mode & 0o111:
             target_name = posixpath.basename(entry.link) if entry.hardlink else name
             reason = _reason(name, target_name, names)
             if reason:
                 link = f" (hard link to {entry.link})" if entry.hardlink else ""
-                evidence.append(f"{image.describe(entry)}{link}: {reason}")
+                evidence.append((entry.path, f"{image.describe(entry)}{link}: {reason}"))
     return sorted(evidence)
 
 
+def shell_paths(image: Image) -> list[str]:
+    """Paths of every shell the image holds (what the runtime tier then tries to start)."""
+    return [path for path, _ in _findings(image, SHELLS)]
+
+
 def no_shell(image: Image, exp: Expectations) -> Verdict:
-    found = _findings(image, SHELLS)
+    found = [text for _, text in _findings(image, SHELLS)]
     searched = "every executable in the image, PATH and " + ", ".join(_search_dirs(image)) + " included"
     if exp.dev:
         expectation = f"dev variant ({exp.variant_reason}): a shell is expected"
@@ -115,7 +120,7 @@ def no_shell(image: Image, exp: Expectations) -> Verdict:
 
 
 def no_package_manager(image: Image, exp: Expectations) -> Verdict:
-    found = _findings(image, PACKAGE_MANAGERS)
+    found = [text for _, text in _findings(image, PACKAGE_MANAGERS)]
     if exp.dev:
         expectation = f"dev variant ({exp.variant_reason}): a package manager is expected"
         if found:
@@ -279,7 +284,8 @@ def gops_directory(image: Image, user: RuntimeUser) -> tuple[str, str]:
 
 
 def gops_writable(image: Image, exp: Expectations, user: RuntimeUser) -> Verdict:
-    expectation = "the gops config directory is writable by the runtime user (else the operator exits at start, cilium#40435)"
+    expectation = ("the gops config directory is writable by the runtime user with all capabilities "
+                   "dropped, as the chart runs it (else the operator exits at start, cilium#40435)")
     if any(a.replace(" ", "=") in ("--enable-gops=false",) for a in exp.profile.operator_args):
         return passed("gops-writable", "gops disabled by the profile's operator args (--enable-gops=false)",
                       expectation=expectation)

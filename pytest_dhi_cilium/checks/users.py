@@ -130,12 +130,12 @@ _BITS = {"r": 4, "w": 2, "x": 1}
 
 
 def permits(user: RuntimeUser, entry: Entry, want: str) -> bool:
-    """May ``user`` read/write/execute ``entry``, judged from mode bits and ownership only
-    (no capabilities beyond root's DAC override, no ACLs — images carry neither)."""
+    """May ``user`` read/write/execute ``entry``, judged from mode bits and ownership alone.
+
+    Root gets no DAC override here: the chart (1.18+) and Pod Security "restricted" drop ALL
+    capabilities, and without CAP_DAC_OVERRIDE root is judged by the same owner/group/other
+    bits as anyone — a root-run image whose gops directory belongs to 65532 fails to start."""
     bit = _BITS[want]
-    if user.uid == 0:
-        # root bypasses r/w checks; execute needs at least one x bit on non-directories.
-        return want != "x" or entry.kind == "dir" or bool(entry.mode & 0o111)
     if entry.uid == user.uid:
         shift = 6
     elif entry.gid == user.gid or entry.gid in user.groups:
@@ -147,8 +147,6 @@ def permits(user: RuntimeUser, entry: Entry, want: str) -> bool:
 
 def mode_reason(user: RuntimeUser, entry: Entry) -> str:
     """Which permission class applied: the detail a failure message needs."""
-    if user.uid == 0:
-        return "root"
     if entry.uid == user.uid:
         return f"owner bits (file owner {entry.uid} = runtime UID)"
     if entry.gid == user.gid or entry.gid in user.groups:

@@ -9,6 +9,7 @@ private temporary directory that is removed when the source is closed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform as host_platform
@@ -73,6 +74,7 @@ class Platform:
 class LayerBlob:
     diff_id: str  # digest of the uncompressed layer: the same whatever the transport
     open: Callable[[], IO[bytes]]
+    size: int  # bytes of the blob as stored (compressed or not)
     media_type: str = ""
 
 
@@ -84,6 +86,7 @@ class RawImage:
     platform: Platform
     layers: list[LayerBlob]
     names: list[str] = field(default_factory=list)  # RepoTags / ref.name annotations
+    config_bytes: bytes = b""  # the config exactly as stored: its sha256 is the image ID
 
     @property
     def digest(self) -> str:
@@ -191,6 +194,12 @@ class _TarBlobs:
             raise SourceError(f"{self.tar.name}: member {name!r} is not a file")
         return stream
 
+    def size(self, name: str) -> int:
+        member = self.members.get(name.lstrip("/"))
+        while member is not None and (member.issym() or member.islnk()):
+            member = self.tar._find_link_target(member)  # sizes of docker save's dedup links
+        return member.size if member is not None else 0
+
     def read(self, name: str) -> bytes:
         member = self.members.get(name.lstrip("/"))
         if member is not None and member.size > MAX_JSON_BYTES:
@@ -219,6 +228,9 @@ class _DirBlobs:
 
     def exists(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
+
+    def size(self, name: str) -> int:
+        return os.path.getsize(self._path(name))
 
     def open(self, name: str) -> IO[bytes]:
         try:
@@ -279,17 +291,17 @@ class DockerArchiveSource(ImageSource):
 
     def _read(self) -> RawImage:
         config_name = self.entry.get("Config", "")
-        config = _load_json(self.blobs.read(config_name), f"{self.ref.raw}: {config_name}")
+        config_bytes = self.blobs.read(config_name)
+        config = _load_json(config_bytes, f"{self.ref.raw}: {config_name}")
         layer_names = self.entry.get("Layers") or []
         diff_ids = _diff_ids(config, len(layer_names), self.ref.raw)
         layers = [
-            LayerBlob(diff_id, (lambda n=name: self.blobs.open(n)))
+            LayerBlob(diff_id, (lambda n=name: self.blobs.open(n)), self.blobs.size(name))
             for name, diff_id in zip(layer_names, diff_ids)
         ]
-        base = os.path.basename(config_name)
-        hexdigest = base[: -len(".json")] if base.endswith(".json") else base
-        return RawImage(config, f"sha256:{hexdigest}", "", _platform_of(config), layers,
-                        list(self.entry.get("RepoTags") or []))
+        config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+        return RawImage(config, config_digest, "", _platform_of(config), layers,
+                        list(self.entry.get("RepoTags") or []), config_bytes)
 
     def close(self) -> None:
         self.blobs.close()
@@ -372,15 +384,17 @@ class OciLayoutSource(ImageSource):
     def _read_manifest(self, digest: str, names: list[str]) -> RawImage:
         manifest = self._json_blob(digest)
         config_digest = (manifest.get("config") or {}).get("digest", "")
-        config = self._json_blob(config_digest)
+        config_bytes = self.blobs.read(self._blob_name(config_digest))
+        config = _load_json(config_bytes, f"{self.ref.raw}: config {config_digest}")
         descriptors = manifest.get("layers") or []
         diff_ids = _diff_ids(config, len(descriptors), self.ref.raw)
-        layers = [
-            LayerBlob(diff_id, (lambda n=self._blob_name(d.get("digest", "")): self.blobs.open(n)),
-                      d.get("mediaType", ""))
-            for d, diff_id in zip(descriptors, diff_ids)
-        ]
-        return RawImage(config, config_digest, digest, _platform_of(config), layers, names)
+        layers = []
+        for desc, diff_id in zip(descriptors, diff_ids):
+            name = self._blob_name(desc.get("digest", ""))
+            layers.append(LayerBlob(diff_id, (lambda n=name: self.blobs.open(n)),
+                                    self.blobs.size(name), desc.get("mediaType", "")))
+        return RawImage(config, config_digest, digest, _platform_of(config), layers, names,
+                        config_bytes)
 
     def close(self) -> None:
         self.blobs.close()

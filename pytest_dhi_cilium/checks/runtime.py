@@ -1,0 +1,185 @@
+"""Runtime-tier verdicts over observed container runs. Pure: the runs happen in runtime/."""
+
+from __future__ import annotations
+
+import re
+
+from ..runtime.engine import RunResult
+from ..settings import OPERATOR_NAME, Expectations, Profile
+from ..verdict import Verdict, failed, passed
+from .users import RuntimeUser
+from .versions import printed_version, version_from_tag, version_matches
+
+SHELL_MARKER = "dhi-shell-42"  # printed by `sh -c 'echo dhi-shell-$((6*7))'`: only a shell computes it
+SHELL_SCRIPT = "echo dhi-shell-$((6*7))"
+RUNTIME_SHELL_CANDIDATES = ("sh", "bash", "/bin/sh", "/bin/bash", "/busybox/sh", "ash")
+_FLAG = re.compile(r"^\s+(?:-\w,\s+)?(--[A-Za-z0-9][\w-]*)", re.M)
+_IPAM_DEFAULT = re.compile(r"--ipam\b.*\(default \"cluster-pool\"\)")
+
+
+def help_flags(text: str) -> set[str]:
+    return set(_FLAG.findall(text))
+
+
+def _did_not_finish(check: str, run: RunResult, expectation: str) -> Verdict | None:
+    if run.start_error:
+        return failed(check, run.describe(), evidence=run.head(), expectation=expectation)
+    if run.timed_out:
+        return failed(check, f"{run.describe()} (timeout)", evidence=run.head(), expectation=expectation)
+    return None
+
+
+def help_output(check: str, run: RunResult, profile: Profile, how: str) -> Verdict:
+    """``help`` and ``restricted-run``: --help exits 0 with cobra usage on stdout, every stable
+    flag listed, and the ipam default that only the binary's real name keeps."""
+    expectation = (f"{how}: exit 0, `Usage:` and `{OPERATOR_NAME}` on stdout, flags "
+                   + ", ".join(profile.help_flags))
+    early = _did_not_finish(check, run, expectation)
+    if early:
+        return early
+    evidence = [run.describe(), *run.head()]
+    if run.exit_code != 0:
+        return failed(check, f"--help exited {run.exit_code}", evidence=evidence, expectation=expectation)
+    if "Usage:" not in run.stdout:
+        where = " (it went to stderr)" if "Usage:" in run.stderr else ""
+        return failed(check, f"no `Usage:` on stdout{where}", evidence=evidence, expectation=expectation)
+    if OPERATOR_NAME not in run.stdout:
+        return failed(check, f"stdout never names {OPERATOR_NAME}: the binary runs under another name",
+                      evidence=evidence, expectation=expectation)
+    flags = help_flags(run.stdout)
+    missing = [f for f in profile.help_flags if f not in flags]
+    if missing:
+        return failed(check, f"--help lacks {', '.join(missing)}", evidence=evidence + [
+            f"listed {len(flags)} flags: {' '.join(sorted(flags))[:600]}"], expectation=expectation)
+    if "--ipam" in flags and not _IPAM_DEFAULT.search(run.stdout):
+        return failed(check, '--ipam has no (default "cluster-pool"): the operator picks it from its '
+                      f"own name, so the binary is not running as {OPERATOR_NAME}",
+                      evidence=evidence, expectation=expectation)
+    return passed(check, f"--help exits 0, lists {len(flags)} flags including all "
+                  f"{len(profile.help_flags)} stable ones", evidence=[run.describe()],
+                  expectation=expectation)
+
+
+def version(run: RunResult, tags: list[str]) -> Verdict:
+    expectation = "`--version` exits 0 and prints `Cilium-Operator <version> ...` matching the tag's version"
+    early = _did_not_finish("version", run, expectation)
+    if early:
+        return early
+    evidence = [run.describe(), *run.head(3)]
+    if run.exit_code != 0:
+        return failed("version", f"--version exited {run.exit_code}", evidence=evidence, expectation=expectation)
+    printed = printed_version(run.stdout)
+    if printed is None:
+        return failed("version", "no `Cilium-Operator <version>` line on stdout", evidence=evidence,
+                      expectation=expectation)
+    tagged = [(t, version_from_tag(t)) for t in tags if version_from_tag(t)]
+    if not tagged:
+        return passed("version", f"prints Cilium-Operator {printed}", evidence=evidence, expectation=expectation,
+                      notes=[f"no tag carries a version ({', '.join(tags) or 'untagged'}): nothing to compare"])
+    wrong = [f"tag {t!r} says {v}" for t, v in tagged if not version_matches(v, printed)]
+    if wrong:
+        return failed("version", f"prints {printed} but {'; '.join(wrong)}", evidence=evidence,
+                      expectation=expectation)
+    return passed("version", f"prints {printed}, as tag {tagged[0][0]!r} says", evidence=evidence,
+                  expectation=expectation)
+
+
+def shell_candidates(found_in_image: list[str]) -> list[str]:
+    return list(dict.fromkeys([*RUNTIME_SHELL_CANDIDATES, *found_in_image]))
+
+
+def no_shell_runtime(runs: list[tuple[str, RunResult]], exp: Expectations) -> Verdict:
+    """Each candidate was the entrypoint of a container running `-c 'echo dhi-shell-$((6*7))'`.
+    Only a shell prints the marker; the OCI runtime's "no such file" / 127 proves absence."""
+    started = [(c, r) for c, r in runs if SHELL_MARKER in r.stdout]
+    refused = [(c, r) for c, r in runs if r.not_executable and SHELL_MARKER not in r.stdout]
+    unclear = [(c, r) for c, r in runs if (c, r) not in started and (c, r) not in refused]
+    lines = ([f"{c}: STARTED A SHELL ({r.describe()}, printed {SHELL_MARKER})" for c, r in started]
+             + [f"{c}: something ran ({r.describe()}): {' | '.join(r.head(2))}" for c, r in unclear]
+             + [f"{c}: refused: {r.start_error or f'exit {r.exit_code}'}" for c, r in refused])
+    if exp.dev:
+        expectation = f"dev variant ({exp.variant_reason}): a shell starts"
+        if started:
+            return passed("no-shell-runtime", f"dev variant: {started[0][0]} starts a shell as expected",
+                          evidence=lines, expectation=expectation)
+        return failed("no-shell-runtime", "dev variant but no candidate started a shell",
+                      evidence=lines, expectation=expectation)
+    expectation = f"none of {len(runs)} candidates starts: " + ", ".join(c for c, _ in runs)
+    if started:
+        return failed("no-shell-runtime", f"a shell started: {', '.join(c for c, _ in started)}",
+                      evidence=lines, expectation=expectation)
+    if unclear:
+        return failed("no-shell-runtime", f"a process started as {', '.join(c for c, _ in unclear)}; "
+                      "not proven to be a non-shell", evidence=lines, expectation=expectation)
+    return passed("no-shell-runtime", f"all {len(runs)} shell candidates refused by the OCI runtime",
+                  evidence=lines, expectation=expectation)
+
+
+def runtime_user(run: RunResult, user: RuntimeUser, exp: Expectations) -> Verdict:
+    """The uid/gid `docker top` showed for the operator process while it ran."""
+    want = user.label() if user.resolved else "unresolvable"
+    expectation = f"the running process's UID/GID equal the image's resolved user {want}" + (
+        "" if exp.dev else ", and the UID is not 0")
+    observed = {(s.get("uid"), s.get("gid")) for s in run.samples}
+    evidence = [run.describe(), f"{len(run.samples)} observation(s) with docker top: "
+                + ", ".join(f"uid={u} gid={g}" for u, g in sorted(observed))]
+    if not observed:
+        return failed("runtime-user", "no process could be observed while the container ran "
+                      "(see operator-starts for why it exited)", evidence=evidence + run.head(4),
+                      expectation=expectation)
+    if len(observed) > 1:
+        return failed("runtime-user", f"the process changed identity while running: {sorted(observed)}",
+                      evidence=evidence, expectation=expectation)
+    uid, gid = (int(v) for v in next(iter(observed)))
+    if uid == 0 and not exp.dev:
+        return failed("runtime-user", "the operator process runs as UID 0 (root)", evidence=evidence,
+                      expectation=expectation)
+    if not user.resolved or (uid, gid) != (user.uid, user.gid):
+        return failed("runtime-user", f"runs as {uid}:{gid}, the image resolves to {want}",
+                      evidence=evidence, expectation=expectation)
+    return passed("runtime-user", f"observed {uid}:{gid}, as resolved from the image", evidence=evidence,
+                  expectation=expectation)
+
+
+def reference_flags(ours: RunResult, theirs: RunResult, our_version: RunResult,
+                    their_version: RunResult, our_entry: str, their_entry: str) -> Verdict:
+    expectation = "every flag of the upstream operator's --help is still offered"
+    for side, run in (("image under test", ours), ("reference image", theirs)):
+        if run.start_error or run.timed_out or run.exit_code != 0:
+            return failed("reference-flags", f"{side}: {run.describe()}", evidence=run.head(),
+                          expectation=expectation)
+    mine, upstream = help_flags(ours.stdout), help_flags(theirs.stdout)
+    removed, added = sorted(upstream - mine), sorted(mine - upstream)
+    notes = [f"versions: ours {printed_version(our_version.stdout) or '?'}, "
+             f"reference {printed_version(their_version.stdout) or '?'}"]
+    if our_entry != their_entry:
+        notes.append(f"entrypoint differs: ours {our_entry}, reference {their_entry}")
+    evidence = [f"ours: {len(mine)} flags; reference: {len(upstream)} flags"]
+    evidence += [f"removed: {f}" for f in removed] + [f"added: {f}" for f in added]
+    if removed:
+        return failed("reference-flags", f"{len(removed)} upstream flag(s) removed: {', '.join(removed)}",
+                      evidence=evidence, expectation=expectation, notes=notes)
+    return passed("reference-flags", f"all {len(upstream)} upstream flags present"
+                  + (f", {len(added)} added" if added else ""), evidence=evidence,
+                  expectation=expectation, notes=notes)
+
+
+def operator_starts(run: RunResult, settle: float) -> Verdict:
+    """Booted like the chart runs it: still running after the settle window, no start hook
+    failure and no fatal line in its logs."""
+    expectation = f"still running after {settle:g}s, no `Start hook failed`, no `level=fatal`"
+    lines = [l for l in (run.stderr + "\n" + run.stdout).splitlines() if l.strip()]
+    bad = [l for l in lines if "level=fatal" in l or "Start hook failed" in l]
+    evidence = [run.describe(), *bad[:10]]
+    if run.start_error:
+        return failed("operator-starts", run.describe(), expectation=expectation)
+    if not run.running_at_end:
+        tail = [] if bad else [f"log: {l}" for l in lines[-8:]]
+        return failed("operator-starts", f"the operator exited {run.exit_code} after {run.seconds:.1f}s, "
+                      f"within the {settle:g}s settle window", evidence=evidence + tail, expectation=expectation)
+    if bad:
+        return failed("operator-starts", "the operator logged a start failure while running",
+                      evidence=evidence, expectation=expectation)
+    return passed("operator-starts", f"still running after {settle:g}s; stopped cleanly "
+                  f"(exit {run.exit_code})", evidence=[run.describe(), *[f"log: {l}" for l in lines[-3:]]],
+                  expectation=expectation)

@@ -1,0 +1,274 @@
+"""The only code that starts containers. Every container is labelled with this session's id
+and removed after success, failure, timeout and Ctrl-C; a sweep at session end removes any
+container a crash between "created" and "registered" could have left."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..image.sources import Platform, RawImage, SourceError, docker_client
+
+LABEL = "org.pytest-dhi-cilium.session"
+SESSION = uuid.uuid4().hex
+_NO_EXEC = re.compile(r"(executable file not found|no such file or directory|permission denied"
+                      r"|exec format error|not a directory)", re.I)
+
+
+def _testcontainers():
+    """testcontainers, with its Ryuk reaper off unless the user turned it on explicitly:
+    Ryuk must be pulled from a registry, and this module removes its containers itself."""
+    from testcontainers.core.config import testcontainers_config
+    from testcontainers.core.container import DockerContainer
+
+    if os.environ.get("TESTCONTAINERS_RYUK_DISABLED", "").lower() not in ("false", "0"):
+        testcontainers_config.ryuk_disabled = True
+    return DockerContainer
+
+
+@dataclass
+class RunResult:
+    """What one container run showed. ``start_error`` is set when the OCI runtime refused to
+    start the process at all (e.g. "executable file not found")."""
+
+    argv: list[str]
+    exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
+    timed_out: bool = False
+    start_error: str = ""
+    seconds: float = 0.0
+    running_at_end: bool = False  # still alive when observation stopped (long-running boots)
+    samples: list[dict] = field(default_factory=list)  # process observations while it ran
+
+    @property
+    def not_executable(self) -> bool:
+        """The runtime could not exec the command: no such file, not executable, ..."""
+        return bool(self.start_error and _NO_EXEC.search(self.start_error)) or self.exit_code in (126, 127)
+
+    def head(self, lines: int = 8) -> list[str]:
+        """The first lines of stdout and stderr, for failure messages."""
+        out = [f"stdout: {l}" for l in self.stdout.splitlines()[:lines]]
+        err = [f"stderr: {l}" for l in self.stderr.splitlines()[:lines]]
+        return out + err or ["(no output)"]
+
+    def describe(self) -> str:
+        if self.start_error:
+            return f"`{' '.join(self.argv)}` did not start: {self.start_error}"
+        if self.timed_out:
+            return f"`{' '.join(self.argv)}` still running after {self.seconds:.0f}s: killed"
+        return f"`{' '.join(self.argv)}` exited {self.exit_code} after {self.seconds:.1f}s"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How to start one container. ``entrypoint=None`` keeps the image's own entrypoint."""
+
+    args: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    user: str | None = None
+    read_only: bool = False
+    cap_drop: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    files: tuple[tuple[str, bytes], ...] = ()  # (absolute path, content), read-only, before start
+
+
+class Engine:
+    """A Docker engine session: runs containers, loads archive inputs, cleans up."""
+
+    def __init__(self) -> None:
+        self.client = docker_client()  # SourceError with one clear sentence when unreachable
+        self._loaded: list[str] = []  # image ids this session loaded (removed at close)
+        self._tmp = tempfile.mkdtemp(prefix="dhi-cilium-")
+
+    @property
+    def platform(self) -> Platform:
+        info = self.client.version()
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(info.get("Arch", ""), info.get("Arch", ""))
+        return Platform(info.get("Os", "linux"), arch)
+
+    # -- images ----------------------------------------------------------------------------
+
+    def ensure_image(self, ref: str, pull: str) -> str:
+        """A daemon reference, pulled per policy; returns the image id."""
+        import docker.errors
+
+        try:
+            if pull == "always":
+                return self.client.images.pull(ref).id
+            try:
+                return self.client.images.get(ref).id
+            except docker.errors.ImageNotFound:
+                if pull == "never":
+                    raise SourceError(f"{ref}: not in the local Docker engine and --dhi-pull=never") from None
+                return self.client.images.pull(ref).id
+        except docker.errors.APIError as exc:
+            raise SourceError(f"{ref}: {exc.explanation or exc}") from None
+
+    def entrypoint(self, image: str) -> list[str] | None:
+        return (self.client.images.get(image).attrs.get("Config") or {}).get("Entrypoint")
+
+    def load(self, raw: RawImage) -> str:
+        """Load an archive input for running it. It is loaded *untagged* (so no tag in the
+        engine is ever moved) and removed at close unless it was already there."""
+        import docker.errors
+
+        image_id = raw.config_digest
+        try:
+            self.client.images.get(image_id)
+            return image_id  # already present: use it, never remove it
+        except docker.errors.ImageNotFound:
+            pass
+        path = os.path.join(self._tmp, f"load-{uuid.uuid4().hex[:8]}.tar")
+        _write_docker_archive(raw, path)
+        try:
+            with open(path, "rb") as data:
+                self.client.images.load(data)
+        except docker.errors.APIError as exc:
+            raise SourceError(f"docker load failed: {exc.explanation or exc}") from None
+        finally:
+            os.unlink(path)
+        self._loaded.append(image_id)
+        return image_id
+
+    # -- containers ------------------------------------------------------------------------
+
+    def run(self, image: str, spec: RunSpec, timeout: float,
+            observe: Callable[[object, float], bool] | None = None) -> RunResult:
+        """Run one container to completion (or until ``timeout``, then kill it), then remove
+        it. ``observe(container, elapsed)`` is called while it runs; returning False stops the
+        observation early and the container is stopped (used by long-running boots)."""
+        import docker.errors
+        import requests
+
+        DockerContainer = _testcontainers()
+        argv = list(spec.entrypoint or ["<entrypoint>"]) + list(spec.args)
+        kwargs = {"labels": {LABEL: SESSION}, "network_disabled": True,
+                  "read_only": spec.read_only, "stdin_open": False}
+        if spec.entrypoint is not None:
+            kwargs["entrypoint"] = list(spec.entrypoint)
+        if spec.user is not None:
+            kwargs["user"] = spec.user
+        if spec.cap_drop:
+            kwargs["cap_drop"] = list(spec.cap_drop)
+        if spec.security_opt:
+            kwargs["security_opt"] = list(spec.security_opt)
+        container = DockerContainer(image, command=list(spec.args),
+                                    env=dict(spec.environment)).with_kwargs(**kwargs)
+        result = RunResult(argv, None)
+        started = time.monotonic()
+        try:
+            for path, data in spec.files:  # copied after create, before start; root-owned 0444
+                container.with_copy_into_container(data, path, 0o444)
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                result.start_error = _one_line(exc.explanation or str(exc))
+                result.exit_code = _exit_code(container)
+                return result
+            wrapped = container.get_wrapped_container()
+            if observe is not None:
+                while time.monotonic() - started < timeout:
+                    wrapped.reload()
+                    if wrapped.status != "running":
+                        break
+                    if not observe(wrapped, time.monotonic() - started):
+                        result.running_at_end = True
+                        wrapped.stop(timeout=5)
+                        break
+            try:
+                remaining = max(1.0, timeout - (time.monotonic() - started))
+                result.exit_code = wrapped.wait(timeout=remaining)["StatusCode"]
+            except requests.exceptions.RequestException:
+                result.timed_out = True
+                wrapped.kill()
+                result.exit_code = _exit_code(container)
+            stdout, stderr = container.get_logs()
+            result.stdout = stdout.decode("utf-8", "replace")
+            result.stderr = stderr.decode("utf-8", "replace")
+            return result
+        finally:
+            result.seconds = time.monotonic() - started
+            _remove(container)
+
+    def top(self, container) -> list[dict]:
+        """Processes of a running container as the host sees them (effective uid/gid)."""
+        listing = container.top(ps_args="-o pid,uid,gid,comm")
+        titles = [t.lower() for t in listing.get("Titles") or []]
+        return [dict(zip(titles, row)) for row in listing.get("Processes") or []]
+
+    def sweep(self) -> list[str]:
+        """Remove every container this session created that is still there."""
+        removed = []
+        for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={SESSION}"}):
+            c.remove(force=True)
+            removed.append(c.short_id)
+        return removed
+
+    def close(self) -> None:
+        import docker.errors
+
+        try:
+            self.sweep()
+            for image_id in self._loaded:
+                try:
+                    self.client.images.remove(image_id, force=True)
+                except docker.errors.APIError:
+                    pass
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self.client.close()
+
+
+def _remove(container) -> None:
+    try:
+        container.stop()  # testcontainers: force-remove, volumes too
+    except Exception:
+        pass  # never created, or already gone; the session sweep is the safety net
+
+
+def _exit_code(container) -> int | None:
+    try:
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        return wrapped.attrs["State"]["ExitCode"]
+    except Exception:
+        return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:400]
+
+
+def _write_docker_archive(raw: RawImage, path: str) -> None:
+    """Re-package any input as the legacy `docker save` layout Engine 20.10+ loads: the config
+    byte-for-byte (so the image id stays the config digest), layers streamed as stored."""
+    import hashlib
+    import io
+    import json
+
+    config_name = raw.config_digest.split(":", 1)[1] + ".json"
+    with tarfile.open(path, "w") as tar:
+        layer_names = []
+        for index, layer in enumerate(raw.layers):
+            name = f"{index}/layer.tar"
+            info = tarfile.TarInfo(name)
+            info.size = layer.size
+            with layer.open() as stream:
+                tar.addfile(info, stream)
+            layer_names.append(name)
+        for name, data in ((config_name, raw.config_bytes),
+                           ("manifest.json", json.dumps([{"Config": config_name, "RepoTags": None,
+                                                          "Layers": layer_names}]).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert hashlib.sha256(raw.config_bytes).hexdigest() == config_name[:-5]

@@ -1,0 +1,165 @@
+"""Runtime-tier fixtures: each run happens once per image and session and is shared by the
+checks that read it (``runtime-user`` reads the same boot as ``operator-starts``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from ..image.sources import Platform, SourceError, open_source
+from ..options import Settings
+from ..settings import OPERATOR_NAME
+from ..targets import Target
+from .engine import Engine, RunResult, RunSpec
+
+CONFIG_DIR = "/tmp/cilium/config-map"  # where the chart mounts the cilium-config ConfigMap
+POLL_SECONDS = 0.2
+
+
+@pytest.fixture(scope="session")
+def dhi_engine() -> Engine:
+    """The Docker engine, or one clear error for every runtime check (never a traceback)."""
+    try:
+        engine = Engine()
+    except SourceError as exc:
+        pytest.fail(f"runtime tier: {exc}", pytrace=False)
+    yield engine
+    engine.close()  # removes leftover containers and the archive inputs it loaded
+
+
+@dataclass(frozen=True)
+class Runnable:
+    image: str  # what to hand to the engine: a reference or an image id
+    chart_entrypoint: tuple[str, ...] | None  # None: the image's own entrypoint
+    shown_entrypoint: tuple[str, ...]  # for messages
+
+
+@pytest.fixture(scope="session")
+def dhi_runnable(dhi_engine: Engine, dhi_target: Target, dhi_image, dhi_settings: Settings) -> Runnable:
+    """The image under test, present in the engine (archive inputs are loaded, untagged, and
+    removed at the end unless they were already there)."""
+    host = dhi_engine.platform
+    if not dhi_image.platform.matches(Platform(host.os, host.architecture)):
+        pytest.skip(f"{dhi_image.platform} image cannot run on this {host} engine (runtime tier "
+                    "runs only the host's platform)")
+    try:
+        if dhi_target.ref.daemonless:
+            with open_source(dhi_target.ref) as source:
+                image = dhi_engine.load(source.read(dhi_target.platform))
+        else:
+            image = dhi_engine.ensure_image(dhi_target.ref.location, dhi_settings.pull)
+    except SourceError as exc:
+        pytest.fail(f"runtime tier: {exc}", pytrace=False)
+    if dhi_settings.profile.uses_cmd_only:
+        # No ENTRYPOINT (upstream layout): run what the chart runs, `command: [cilium-operator-generic]`.
+        return Runnable(image, (OPERATOR_NAME,), (OPERATOR_NAME,))
+    return Runnable(image, None, tuple(dhi_image.config.entrypoint or ()))
+
+
+def _run(engine: Engine, runnable: Runnable, settings: Settings, *args: str, **spec) -> RunResult:
+    spec.setdefault("entrypoint", runnable.chart_entrypoint)
+    run = engine.run(runnable.image, RunSpec(args=args, **spec), settings.timeout)
+    if spec["entrypoint"] is None:
+        run.argv = list(runnable.shown_entrypoint) + list(args)
+    return run
+
+
+@pytest.fixture(scope="session")
+def dhi_help_run(dhi_engine, dhi_runnable, dhi_settings) -> RunResult:
+    return _run(dhi_engine, dhi_runnable, dhi_settings, "--help")
+
+
+@pytest.fixture(scope="session")
+def dhi_version_run(dhi_engine, dhi_runnable, dhi_settings) -> RunResult:
+    return _run(dhi_engine, dhi_runnable, dhi_settings, "--version")
+
+
+@pytest.fixture(scope="session")
+def dhi_restricted_run(dhi_engine, dhi_runnable, dhi_settings, dhi_user) -> RunResult | str:
+    """--help under the chart 1.18 / Pod Security "restricted" constraints."""
+    if not dhi_user.resolved:
+        return f"the image's user cannot be resolved: {dhi_user.error}"
+    return _run(dhi_engine, dhi_runnable, dhi_settings, "--help", read_only=True, cap_drop=("ALL",),
+                security_opt=("no-new-privileges",), user=f"{dhi_user.uid}:{dhi_user.gid}")
+
+
+@pytest.fixture(scope="session")
+def dhi_shell_runs(dhi_engine, dhi_runnable, dhi_settings, dhi_image) -> list[tuple[str, RunResult]]:
+    from ..checks.image import shell_paths
+    from ..checks.runtime import SHELL_SCRIPT, shell_candidates
+
+    return [(candidate, _run(dhi_engine, dhi_runnable, dhi_settings, "-c", SHELL_SCRIPT,
+                             entrypoint=(candidate,)))
+            for candidate in shell_candidates(shell_paths(dhi_image))]
+
+
+@pytest.fixture(scope="session")
+def dhi_operator_run(dhi_engine, dhi_runnable, dhi_settings) -> RunResult:
+    """Boot the operator as the Helm chart does — config files under --config-dir, the chart's
+    env, all capabilities dropped, no-new-privileges, the image's own user — and watch it for
+    the settle window, sampling the process's uid/gid from outside (docker top)."""
+    import time
+
+    profile = dhi_settings.profile
+    settle = dhi_settings.settle
+    files = tuple((f"{CONFIG_DIR}/{key}", value.encode()) for key, value in profile.operator_config.items())
+    samples: list[dict] = []
+    next_sample = [0.0]
+
+    def observe(container, elapsed: float) -> bool:
+        if elapsed >= next_sample[0]:
+            try:
+                samples.extend(dhi_engine.top(container))
+            except Exception:
+                pass  # exited between the status check and `top`
+            next_sample[0] = elapsed + POLL_SECONDS
+        time.sleep(0.05)
+        return elapsed < settle
+
+    spec = RunSpec(args=(f"--config-dir={CONFIG_DIR}", "--debug=false", *profile.operator_args),
+                   entrypoint=dhi_runnable.chart_entrypoint, files=files,
+                   environment=(("K8S_NODE_NAME", "dhi-cilium-node"), ("CILIUM_K8S_NAMESPACE", "kube-system")),
+                   cap_drop=("ALL",), security_opt=("no-new-privileges",))
+    run = dhi_engine.run(dhi_runnable.image, spec, settle + dhi_settings.timeout, observe=observe)
+    if spec.entrypoint is None:
+        run.argv = list(dhi_runnable.shown_entrypoint) + list(spec.args)
+    run.samples = samples
+    return run
+
+
+@dataclass(frozen=True)
+class ReferenceRuns:
+    help: RunResult
+    version: RunResult
+    entrypoint: str
+
+
+@pytest.fixture(scope="session")
+def dhi_reference_runs(dhi_engine, dhi_settings) -> ReferenceRuns:
+    """--help and --version of --dhi-reference-image (the upstream image being replaced), run
+    the way the chart runs it: its entrypoint if it has one, else the bare binary name."""
+    ref = dhi_settings.reference_image
+    if ref is None:
+        pytest.skip("no --dhi-reference-image given: nothing to compare the flags with")
+    try:
+        if ref.daemonless:
+            with open_source(ref) as source:
+                raw = source.read(_host_platform(source, dhi_engine))
+                image = dhi_engine.load(raw)
+            entry = (raw.config.get("config") or {}).get("Entrypoint")
+        else:
+            image = dhi_engine.ensure_image(ref.location, dhi_settings.pull)
+            entry = dhi_engine.entrypoint(image)
+    except SourceError as exc:
+        pytest.fail(f"reference image: {exc}", pytrace=False)
+    runnable = Runnable(image, None if entry else (OPERATOR_NAME,), tuple(entry or ()))
+    return ReferenceRuns(_run(dhi_engine, runnable, dhi_settings, "--help"),
+                         _run(dhi_engine, runnable, dhi_settings, "--version"),
+                         str(entry) if entry else f"none (chart command {OPERATOR_NAME})")
+
+
+def _host_platform(source, engine: Engine) -> Platform | None:
+    host = engine.platform
+    matching = [p for p in source.platforms() if p.matches(Platform(host.os, host.architecture))]
+    return matching[0] if matching else None
