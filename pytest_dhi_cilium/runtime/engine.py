@@ -33,7 +33,7 @@ def _testcontainers():
     return DockerContainer
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     """What one container run showed. ``start_error`` is set when the OCI runtime refused to
     start the process at all (e.g. "executable file not found")."""
@@ -58,6 +58,9 @@ class RunResult:
         out = [f"stdout: {l}" for l in self.stdout.splitlines()[:lines]]
         err = [f"stderr: {l}" for l in self.stderr.splitlines()[:lines]]
         return out + err or ["(no output)"]
+
+    def __repr__(self) -> str:  # short: pytest prints fixture values next to failures
+        return f"<RunResult {self.describe()}>"
 
     def describe(self) -> str:
         if self.start_error:
