@@ -100,40 +100,32 @@ def shell_paths(image: Image) -> list[str]:
     return [path for path, _ in _findings(image, SHELLS)]
 
 
-def no_shell(image: Image, exp: Expectations) -> Verdict:
-    found = [text for _, text in _findings(image, SHELLS)]
-    searched = "every executable in the image, PATH and " + ", ".join(_search_dirs(image)) + " included"
+def _absent(check: str, exp: Expectations, found: list[str], thing: str, expectation: str,
+            searched: list[str]) -> Verdict:
+    """Runtime variant: ``thing`` must be absent. Dev variant: it is expected, and the
+    verdict says which expectation applied and why."""
     if exp.dev:
-        expectation = f"dev variant ({exp.variant_reason}): a shell is expected"
+        expectation = f"dev variant ({exp.variant_reason}): a {thing} is expected"
         if found:
-            return passed("no-shell", f"dev variant: {len(found)} shell(s) present as expected",
+            return passed(check, f"dev variant: {len(found)} {thing}(s) present as expected",
                           evidence=found, expectation=expectation)
-        return failed("no-shell", "dev variant but no shell found in the image",
-                      evidence=[f"searched {searched}"],
+        return failed(check, f"dev variant but no {thing} found in the image", evidence=searched,
                       expectation=expectation)
-    expectation = "no shell executable anywhere in the image"
     if found:
-        return failed("no-shell", f"{len(found)} shell(s) found", evidence=found, expectation=expectation)
-    return passed("no-shell", "no shell in the image",
-                  evidence=[f"searched {searched}"],
-                  expectation=expectation)
+        return failed(check, f"{len(found)} {thing}(s) found", evidence=found, expectation=expectation)
+    return passed(check, f"no {thing} in the image", evidence=searched, expectation=expectation)
+
+
+def no_shell(image: Image, exp: Expectations) -> Verdict:
+    searched = ("searched every executable in the image, PATH and "
+                + ", ".join(_search_dirs(image)) + " included")
+    return _absent("no-shell", exp, [text for _, text in _findings(image, SHELLS)], "shell",
+                   "no shell executable anywhere in the image", [searched])
 
 
 def no_package_manager(image: Image, exp: Expectations) -> Verdict:
-    found = [text for _, text in _findings(image, PACKAGE_MANAGERS)]
-    if exp.dev:
-        expectation = f"dev variant ({exp.variant_reason}): a package manager is expected"
-        if found:
-            return passed("no-package-manager", "dev variant: package manager present as expected",
-                          evidence=found, expectation=expectation)
-        return failed("no-package-manager", "dev variant but no package manager found",
-                      expectation=expectation)
-    expectation = "no " + ", ".join(sorted(PACKAGE_MANAGERS)) + " executable"
-    if found:
-        return failed("no-package-manager", f"{len(found)} package manager executable(s) found",
-                      evidence=found, expectation=expectation)
-    return passed("no-package-manager", "no package manager executable in the image",
-                  expectation=expectation)
+    return _absent("no-package-manager", exp, [text for _, text in _findings(image, PACKAGE_MANAGERS)],
+                   "package manager", "no " + ", ".join(sorted(PACKAGE_MANAGERS)) + " executable", [])
 
 
 def nonroot_user(image: Image, exp: Expectations, user: RuntimeUser) -> Verdict:
