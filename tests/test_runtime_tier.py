@@ -20,10 +20,11 @@ RUNTIME_CHECKS = {"help", "version", "no-shell-runtime", "runtime-user", "restri
 
 @pytest.fixture
 def our_containers(docker_client):
-    """Containers of ours (labelled by the runtime engine) that exist right now."""
-    def listing():
-        return docker_client.containers.list(all=True, filters={"label": "org.pytest-dhi-cilium.session"})
-    assert listing() == [], "a previous test left containers behind"
+    """Containers the runtime engine created (its label) from one image, existing right now.
+    Filtered by image so that another run on the same engine cannot disturb the test."""
+    def listing(image):
+        return docker_client.containers.list(
+            all=True, filters={"label": "org.pytest-dhi-cilium.session", "ancestor": image})
     return listing
 
 
@@ -42,7 +43,7 @@ def test_dhi_like_image_passes_runtime_tier(docker_client, loaded_images, run_su
     assert check(report, "runtime-user")["message"] == "observed 65532:65532, as resolved from the image"
     assert check(report, "version")["message"] == "prints 1.18.3, as tag '1.18.3' says"
     assert "all 6 shell candidates refused" in check(report, "no-shell-runtime")["message"]
-    assert our_containers() == []
+    assert our_containers(ref) == []
 
 
 def test_archive_input_is_loaded_untagged_and_removed(docker_client, run_suite, fake_operator, tmp_path,
@@ -54,7 +55,7 @@ def test_archive_input_is_loaded_untagged_and_removed(docker_client, run_suite, 
     assert set(outcomes(report).values()) == {"passed", "skipped"}, result.stdout.str()[-3000:]
     assert {i.id for i in docker_client.images.list(all=True)} == images_before  # loaded, then removed
     assert not docker_client.images.list(name=f"{TEST_REPO}/never-tagged")
-    assert our_containers() == []
+    assert our_containers(ik.image_id(spec)) == []
 
 
 def test_archive_already_in_engine_is_kept(docker_client, loaded_images, run_suite, fake_operator, tmp_path):
@@ -159,7 +160,7 @@ def test_hanging_help_fails_within_timeout_and_leaves_nothing(loaded_images, run
     assert time.monotonic() - started < 60
     verdict = check(report, "help")
     assert verdict["outcome"] == "failed" and "still running after 3s: killed (timeout)" in verdict["message"]
-    assert our_containers() == []
+    assert our_containers(ref) == []
 
 
 def test_interrupted_run_leaves_no_container(loaded_images, pytester, fake_operator_variant, tmp_path,
@@ -171,12 +172,12 @@ def test_interrupted_run_leaves_no_container(loaded_images, pytester, fake_opera
                            f"--dhi-report={tmp_path}/r.json"],
                           stdout=open(tmp_path / "out", "w"), stderr=open(tmp_path / "err", "w"))
     deadline = time.monotonic() + 60
-    while not our_containers() and time.monotonic() < deadline:
+    while not our_containers(ref) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert our_containers(), "the hanging container never appeared"
+    assert our_containers(ref), "the hanging container never appeared"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
-    assert our_containers() == []
+    assert our_containers(ref) == []
     assert "KeyboardInterrupt" in (tmp_path / "out").read_text()
     assert os.path.exists(tmp_path / "r.json")  # the report is still written
 

@@ -127,6 +127,10 @@ def _cond_text(cond: dict | None, kind: str) -> str:
     return f"{kind}={cond.get('status')}" + (f" ({why})" if why else "")
 
 
+def _cond(obj: dict | None, kind: str) -> str:
+    return _cond_text(condition(obj, kind), kind)
+
+
 def _is_true(obj: dict | None, kind: str) -> bool:
     cond = condition(obj, kind)
     return cond is not None and cond.get("status") == "True"
@@ -163,19 +167,27 @@ def parse_time(value: str | None) -> datetime | None:
 # -- shared problem finders ----------------------------------------------------------------------
 
 
+def _where(kind: str, obj: dict) -> str:
+    return f"{kind} {_get(obj, 'metadata', 'namespace')}/{_get(obj, 'metadata', 'name')}"
+
+
+def _generation_problems(obj: dict, where: str) -> list[str]:
+    generation = _get(obj, "metadata", "generation", default=0)
+    observed = _get(obj, "status", "observedGeneration", default=0)
+    return [] if observed == generation else [
+        f"{where}: observedGeneration {observed} != generation {generation} "
+        "(the controller has not acted on the latest spec)"]
+
+
 def deployment_problems(dep: dict | None) -> list[str]:
     """cilium-cli's rule (Replicas == ReadyReplicas, ObservedGeneration == Generation,
     UpdatedReplicas >= Replicas), plus Available and no leftover old pods."""
     if dep is None:
         return [f"Deployment {OPERATOR_DEPLOYMENT} does not exist"]
-    where = f"Deployment {_get(dep, 'metadata', 'namespace')}/{_get(dep, 'metadata', 'name')}"
+    where = _where("Deployment", dep)
     want = _get(dep, "spec", "replicas", default=1)
     status = _get(dep, "status", default={})
-    problems = []
-    generation, observed = _get(dep, "metadata", "generation", default=0), status.get("observedGeneration", 0)
-    if observed != generation:
-        problems.append(f"{where}: observedGeneration {observed} != generation {generation} "
-                        "(the controller has not acted on the latest spec)")
+    problems = _generation_problems(dep, where)
     if status.get("updatedReplicas", 0) < want:
         problems.append(f"{where}: updatedReplicas {status.get('updatedReplicas', 0)} < replicas {want}")
     if status.get("readyReplicas", 0) != want:
@@ -183,7 +195,7 @@ def deployment_problems(dep: dict | None) -> list[str]:
     if status.get("replicas", 0) > want:
         problems.append(f"{where}: {status['replicas']} pods for {want} replicas (old pods not gone yet)")
     if not _is_true(dep, "Available"):
-        problems.append(f"{where}: {_cond_text(condition(dep, 'Available'), 'Available')}")
+        problems.append(f"{where}: {_cond(dep, 'Available')}")
     return problems
 
 
@@ -204,7 +216,7 @@ def pod_readiness_problems(pod: dict) -> list[str]:
         problems.append(f"pod {name}: container {cs.get('name')} terminated: exit "
                         f"{terminated.get('exitCode')} ({terminated.get('reason')})")
     if not _is_true(pod, "Ready"):
-        problems.append(f"pod {name}: {_cond_text(condition(pod, 'Ready'), 'Ready')}")
+        problems.append(f"pod {name}: {_cond(pod, 'Ready')}")
     return problems
 
 
@@ -233,28 +245,29 @@ def hopeless(pods: list[dict]) -> str:
     return ""
 
 
+def _hostname(pod: dict) -> str:
+    """What os.Hostname() returns in the pod: its node's name with hostNetwork."""
+    if _get(pod, "spec", "hostNetwork"):
+        return _get(pod, "spec", "nodeName", default="")
+    return _get(pod, "spec", "hostname") or _get(pod, "metadata", "name", default="")
+
+
 def lease_holder(lease: dict | None, pods: list[dict]) -> dict | None:
-    """The operator pod whose identity holds the lease. The operator's identity is
-    ``<hostname>-<10 random chars>``; a hostNetwork pod's hostname is its node's name."""
+    """The operator pod whose identity holds the lease: the operator's identity is
+    ``<hostname>-<10 random chars>`` (operator/cmd/root.go)."""
     holder = _get(lease, "spec", "holderIdentity", default="")
-    for pod in pods:
-        host = (_get(pod, "spec", "nodeName") if _get(pod, "spec", "hostNetwork")
-                else _get(pod, "spec", "hostname") or _get(pod, "metadata", "name"))
-        if holder and host and holder.startswith(f"{host}-"):
-            return pod
-    return None
+    return next((p for p in pods if holder and _hostname(p) and holder.startswith(f"{_hostname(p)}-")), None)
 
 
 def lease_problems(lease: dict | None, pods: list[dict], now: datetime) -> list[str]:
     if lease is None:
         return [f"Lease {LEASE_NAME} does not exist (no operator has run leader election)"]
-    where = f"Lease {_get(lease, 'metadata', 'namespace')}/{LEASE_NAME}"
+    where = _where("Lease", lease)
     holder = _get(lease, "spec", "holderIdentity", default="")
     if not holder:
         return [f"{where} is held by nobody (holderIdentity empty)"]
     if lease_holder(lease, pods) is None:
-        hosts = ", ".join(f"{pod_name(p)} (host {_get(p, 'spec', 'nodeName') if _get(p, 'spec', 'hostNetwork') else _get(p, 'metadata', 'name')})"
-                          for p in pods) or "none"
+        hosts = ", ".join(f"{pod_name(p)} (hostname {_hostname(p)})" for p in pods) or "none"
         return [f"{where} is held by {holder!r}, which is none of the operator pods: {hosts}"]
     renewed = parse_time(_get(lease, "spec", "renewTime"))
     duration = _get(lease, "spec", "leaseDurationSeconds", default=15)
@@ -274,31 +287,31 @@ def crd_problems(crds: dict[str, dict | None]) -> list[str]:
         if crd is None:
             problems.append(f"CRD {plural}.cilium.io does not exist")
         elif not _is_true(crd, "Established"):
-            problems.append(f"CRD {plural}.cilium.io: {_cond_text(condition(crd, 'Established'), 'Established')}")
+            problems.append(f"CRD {plural}.cilium.io: {_cond(crd, 'Established')}")
     return problems
 
 
 def daemonset_problems(ds: dict | None) -> list[str]:
     if ds is None:
         return [f"DaemonSet {AGENT_DAEMONSET} does not exist"]
-    where = f"DaemonSet {_get(ds, 'metadata', 'namespace')}/{_get(ds, 'metadata', 'name')}"
+    where = _where("DaemonSet", ds)
     status = _get(ds, "status", default={})
     desired = status.get("desiredNumberScheduled", 0)
     problems = [] if desired else [f"{where}: no node is scheduled to run the agent (desiredNumberScheduled 0)"]
     for key in ("numberReady", "updatedNumberScheduled", "numberAvailable"):
         if desired and status.get(key, 0) != desired:
             problems.append(f"{where}: {key} {status.get(key, 0)} != desiredNumberScheduled {desired}")
-    generation, observed = _get(ds, "metadata", "generation", default=0), status.get("observedGeneration", 0)
-    if observed != generation:
-        problems.append(f"{where}: observedGeneration {observed} != generation {generation}")
-    return problems
+    return problems + _generation_problems(ds, where)
+
+
+def _node_line(node: dict) -> str:
+    return f"node {_get(node, 'metadata', 'name')}: {_cond(node, 'Ready')}"
 
 
 def node_problems(nodes: list[dict]) -> list[str]:
     if not nodes:
         return ["the cluster lists no node"]
-    return [f"node {_get(n, 'metadata', 'name')}: {_cond_text(condition(n, 'Ready'), 'Ready')}"
-            for n in nodes if not _is_true(n, "Ready")]
+    return [_node_line(n) for n in nodes if not _is_true(n, "Ready")]
 
 
 def rollout_pending(snap: Snapshot) -> list[str]:
@@ -319,9 +332,12 @@ def rollout_pending(snap: Snapshot) -> list[str]:
 
 def _failed(check: str, problems: list[str], evidence: list[str], snap: Snapshot | None, **kw) -> Verdict:
     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-    extra = (_deployment_summary(snap.deployment) + snap.diagnostics) if snap is not None else []
-    waited = [f"wait: {snap.waited}"] if snap is not None and snap.waited else []
-    return failed(check, problems[0] + more, evidence=problems[1:] + waited + evidence + extra, **kw)
+    context, extra = [], []
+    if snap is not None:
+        context = [f"API server unreadable at the last observation: {snap.api_error}"] if snap.api_error else []
+        context += [f"wait: {snap.waited}"] if snap.waited else []
+        extra = _deployment_summary(snap.deployment) + snap.diagnostics
+    return failed(check, problems[0] + more, evidence=problems[1:] + context + evidence + extra, **kw)
 
 
 def _deployment_summary(dep: dict | None) -> list[str]:
@@ -334,7 +350,7 @@ def _deployment_summary(dep: dict | None) -> list[str]:
 def _pod_line(pod: dict) -> str:
     cs = container_status(pod) or {}
     return (f"pod {pod_name(pod)} on node {_get(pod, 'spec', 'nodeName', default='?')}: "
-            f"{_cond_text(condition(pod, 'Ready'), 'Ready')}, restarts {cs.get('restartCount', 0)}, "
+            f"{_cond(pod, 'Ready')}, restarts {cs.get('restartCount', 0)}, "
             f"image {cs.get('image', '?')}, imageID {cs.get('imageID') or 'none'}")
 
 
@@ -351,8 +367,8 @@ def _healthz_problems(snap: Snapshot) -> tuple[list[str], list[str], list[str]]:
         good = [h for h in seen if h.status == 200]
         answered = [h for h in seen if h.status is not None and h.status != 200]
         for h in seen:
-            evidence.append(f"/healthz of {name} via {h.method} ({h.url}): "
-                            + (f"HTTP {h.status} {h.body[:80]!r}" if h.status is not None else f"unreachable: {h.error}"))
+            answer = f"HTTP {h.status} {h.body[:80]!r}" if h.status is not None else f"unreachable: {h.error}"
+            evidence.append(f"/healthz of {name} via {h.method} ({h.url}): {answer}")
         if good:
             continue
         if answered:
@@ -411,7 +427,8 @@ def accepted_digests(image: ImageUnderTest, node_images: list[NodeImage]) -> dic
     return {d: why for d, why in accepted.items() if d}
 
 
-def _image_problems(pods: list[dict], image: ImageUnderTest, accepted: dict[str, str]) -> tuple[list[str], list[str]]:
+def _image_problems(pods: list[dict], image: ImageUnderTest,
+                    accepted: dict[str, str]) -> tuple[list[str], list[str]]:
     problems, evidence = [], []
     for pod in pods:
         name, spec, cs = pod_name(pod), container_spec(pod) or {}, container_status(pod) or {}
@@ -431,7 +448,8 @@ def _image_problems(pods: list[dict], image: ImageUnderTest, accepted: dict[str,
 def _upstream_pods(all_pods: list[dict], accepted: dict[str, str]) -> list[str]:
     found = []
     for pod in all_pods:
-        statuses = {s.get("name"): s for s in _get(pod, "status", "containerStatuses", default=[])}
+        statuses = {s.get("name"): s for s in _get(pod, "status", "containerStatuses", default=[])
+                    + _get(pod, "status", "initContainerStatuses", default=[])}
         for c in _get(pod, "spec", "containers", default=[]) + _get(pod, "spec", "initContainers", default=[]):
             image = c.get("image", "")
             running = digest_of(_get(statuses.get(c.get("name")), "imageID", default=""))
@@ -453,8 +471,9 @@ def operator_image_in_use(snap: Snapshot, image: ImageUnderTest) -> Verdict:
     problems += _upstream_pods(snap.all_pods, accepted)
     if problems:
         return _failed("operator-image-in-use", problems, matched + evidence, snap, expectation=expectation)
+    running = sorted({digest_of(_get(container_status(p), "imageID", default="")) for p in snap.pods})
     return passed("operator-image-in-use",
-                  f"{len(snap.pods)} operator pod(s) run {image.name} ({', '.join(sorted({digest_of(container_status(p)['imageID']) for p in snap.pods}))})",
+                  f"{len(snap.pods)} operator pod(s) run {image.name} ({', '.join(running)})",
                   evidence=matched + evidence, expectation=expectation)
 
 
@@ -468,11 +487,12 @@ def _security_context_user(pod: dict) -> str:
 
 def operator_runtime_user(snap: Snapshot, user: RuntimeUser) -> Verdict:
     want = f"{user.uid}:{user.gid}" if user.resolved else "?"
-    expectation = f"the operator process runs as the image's user {user.label() if user.resolved else '(unresolved)'}, not root"
+    expectation = (f"the operator process runs as the image's user "
+                   f"{user.label() if user.resolved else '(unresolved)'}, not root")
     if not snap.users:
-        return _failed("operator-runtime-user",
-                       [f"no operator process user observed: {snap.users_unobservable or 'no operator pod running'}"],
-                       [], snap, expectation=expectation)
+        why = snap.users_unobservable or "no operator pod running"
+        return _failed("operator-runtime-user", [f"no operator process user observed: {why}"], [], snap,
+                       expectation=expectation)
     pods = {pod_name(p): p for p in snap.pods}
     evidence = [f"{u.pod}: UID {u.uid} GID {u.gid} from {u.source}; "
                 f"{_security_context_user(pods[u.pod]) if u.pod in pods else 'pod gone'}" for u in snap.users]
@@ -504,7 +524,7 @@ def cilium_ready(snap: Snapshot) -> Verdict:
     evidence = [f"DaemonSet {AGENT_DAEMONSET}: desired {status.get('desiredNumberScheduled', 0)}, ready "
                 f"{status.get('numberReady', 0)}, updated {status.get('updatedNumberScheduled', 0)}, "
                 f"available {status.get('numberAvailable', 0)}"] if snap.daemonset else []
-    evidence += [f"node {_get(n, 'metadata', 'name')}: {_cond_text(condition(n, 'Ready'), 'Ready')}" for n in snap.nodes]
+    evidence += [_node_line(n) for n in snap.nodes]
     if problems:
         return _failed("cilium-ready", problems, evidence, snap, expectation=expectation)
     return passed("cilium-ready", f"{status.get('numberReady')} agent(s) Ready; {len(snap.nodes)} node(s) Ready",

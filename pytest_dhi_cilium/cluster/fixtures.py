@@ -1,1 +1,110 @@
-"""Cluster-tier fixtures and hooks; registered as a plugin only when the cluster tier runs."""
+"""Cluster-tier fixtures and hooks; registered as a plugin only when the cluster tier runs.
+
+Nothing heavy is imported here: kubernetes and pytest-kind are imported by the fixtures, after
+pytest_configure has checked that they (and kind, kubectl, helm) are there.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .options import (CLUSTER_KEY, ClusterSettings, missing_requirements, read_cluster_settings,
+                      requirements_message)
+
+XDIST_GROUP = "dhi-cilium-cluster"
+_XDIST_NOTE = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Runs before any image is read: a machine without kind/helm stops here, with one message."""
+    settings = read_cluster_settings(config)
+    missing = missing_requirements(settings, config)
+    if missing:
+        raise pytest.UsageError(requirements_message(missing, settings))
+    config.stash[CLUSTER_KEY] = settings
+    _one_worker_owns_the_cluster(config)
+
+
+def _one_worker_owns_the_cluster(config: pytest.Config) -> None:
+    """One Cilium per cluster: two workers installing it at once would fight. Under xdist the
+    cluster checks must land on one worker: --dist loadscope/loadfile keep a module together
+    (the suite's cluster checks are one module), loadgroup honours the xdist_group mark added
+    below. Plain load/worksteal scatter tests, so they are switched to loadscope."""
+    if getattr(config, "workerinput", None) is not None or not config.pluginmanager.hasplugin("xdist"):
+        return
+    dist = config.getoption("dist", "no")
+    if dist == "each":
+        raise pytest.UsageError("the cluster tier cannot run with --dist each: every worker would install "
+                                "Cilium into the same cluster; use --dist loadscope (or loadgroup)")
+    if dist in ("load", "worksteal"):
+        config.option.dist = "loadscope"
+        config.stash[_XDIST_NOTE] = f"--dist {dist} switched to loadscope: one worker owns the cluster"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash.get(CLUSTER_KEY, None)
+    if settings is None:
+        return []
+    where = (f"BYO cluster {settings.byo_kubeconfig}" if settings.byo else
+             f"kind cluster {settings.cluster_name!r} (kind {settings.kind_bin}"
+             + (", kept" if settings.keep_cluster else "") + ")")
+    lines = [f"dhi-cilium cluster tier: {where}; chart {settings.chart} "
+             f"{settings.version or '(version from the image tag)'}; helm {settings.helm_bin}"]
+    note = config.stash.get(_XDIST_NOTE, "")
+    return lines + ([f"dhi-cilium: {note}"] if note else [])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return  # the mark is xdist's: unknown (and refused by --strict-markers) without it
+    for item in items:
+        tier = item.get_closest_marker("dhi_tier")
+        if (tier and tier.args and tier.args[0] == "cluster") or \
+                {"dhi_cluster", "dhi_cilium"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
+
+
+@pytest.fixture(scope="session")
+def dhi_cluster_settings(pytestconfig: pytest.Config) -> ClusterSettings:
+    return pytestconfig.stash[CLUSTER_KEY]
+
+
+@pytest.fixture(scope="session")
+def dhi_cluster(dhi_cluster_settings: ClusterSettings, pytestconfig: pytest.Config, tmp_path_factory):
+    """The session's cluster (kind, or --dhi-kubeconfig), shared by every image of the run.
+    Cleanup runs on failures and Ctrl-C too (the fixture's finally is pytest's session teardown)."""
+    from subprocess import CalledProcessError, TimeoutExpired
+
+    from .helm import HelmError
+    from .install import open_cluster
+    from .kind import ClusterError
+    from .waiting import Progress
+
+    progress = Progress(pytestconfig)
+    failure = ""
+    try:
+        with open_cluster(dhi_cluster_settings, progress, str(tmp_path_factory.mktemp("dhi-cluster"))) as env:
+            yield env
+    except (ClusterError, HelmError) as exc:  # creating the cluster, or the final helm uninstall
+        failure = f"cluster tier: {exc}"
+    except (CalledProcessError, TimeoutExpired) as exc:  # kind get/export/delete
+        failure = f"cluster tier: {exc}; its output is in the captured output"
+    if failure:  # failed outside the except block: one sentence, no exception chain
+        pytest.fail(failure, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def dhi_cilium(dhi_target, dhi_image, dhi_expectations, dhi_cluster):
+    """Cilium installed with the image under test as operator, rolled out, settled and observed
+    (``Installed``: image identity, snapshot, upgrade observations). Once per image. The image is
+    read (and its report summary recorded by dhi_expectations) before any cluster is created."""
+    from .install import InstallError, install_target, platform_skip_reason
+
+    reason = platform_skip_reason(dhi_cluster, dhi_image)
+    if reason:
+        pytest.skip(reason)
+    try:
+        return install_target(dhi_cluster, dhi_target.ref, dhi_image)
+    except InstallError as exc:
+        failure = f"cluster tier: {exc}"
+    pytest.fail(failure, pytrace=False)

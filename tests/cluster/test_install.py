@@ -1,0 +1,309 @@
+"""The install flow and the cluster's life, with kind/helm/the API replaced by fakes: the order
+of steps, what is cleaned up (also after a failure or Ctrl-C), and what each path records."""
+
+import copy
+import io
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+
+from pytest_dhi_cilium.checks.cluster import Healthz, NodeImage, ProcessUser
+from pytest_dhi_cilium.cluster import install, kind
+from pytest_dhi_cilium.cluster.helm import HelmError
+from pytest_dhi_cilium.cluster.options import ClusterSettings
+from pytest_dhi_cilium.cluster.waiting import Progress
+from pytest_dhi_cilium.image.reference import parse_reference
+
+
+def settings(**kw) -> ClusterSettings:
+    base = dict(byo_kubeconfig=None, cluster_name="dhi", keep_cluster=False, kind_kubeconfig=None, kind_image=None,
+                kind_bin="/bin/kind", kubectl_bin="/bin/kubectl", helm_bin="/bin/helm", chart="cilium/cilium",
+                version=None, helm_sets=(), helm_values=(), upgrade_from=None, timeout=60.0, settle=0.01,
+                node_cli_bin="/bin/docker")
+    base.update(kw)
+    return ClusterSettings(**base)
+
+
+class FakeHelm:
+    def __init__(self, exists=False, fail_for=()):
+        self.calls, self.exists, self.fail_for = [], exists, fail_for
+
+    def release_exists(self):
+        return self.exists
+
+    def install(self, image, chart, version, values_files, sets):
+        self.calls.append(("install", image, version))
+        if image in self.fail_for:
+            raise HelmError(f"`upgrade --install cilium` failed (exit 1): Error: pulling {image}")
+
+    def uninstall(self):
+        self.calls.append(("uninstall",))
+
+    def values(self):
+        return "operator:\n  replicas: 1"
+
+
+class FakeKube:
+    """Serves the snapshots an install goes through: the last one repeats."""
+
+    def __init__(self, k8s, *snapshots):
+        self.k8s, self.snapshots = k8s, list(snapshots) or [k8s.snapshot()]
+
+    def observe(self, namespace):
+        return copy.deepcopy(self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0])
+
+    def healthz_via_proxy(self, pod):
+        return Healthz(self.k8s.POD, "pod proxy", "/api/v1/.../proxy/healthz", None, error="error trying to reach service")
+
+    def logs(self, pod, container, previous=False):
+        return "level=info msg=\"Leading the operator HA deployment\""
+
+    def events(self, pod):
+        return []
+
+
+class FakeNodes:
+    def __init__(self, k8s, kind_node=True):
+        self.k8s, self.kind_node = k8s, kind_node
+
+    def is_kind_node(self, node):
+        return self.kind_node
+
+    def process(self, pod):
+        return 4242, ProcessUser(self.k8s.POD, 65532, 65532, "/proc/4242/status on node x")
+
+    def healthz(self, pod, pid):
+        return Healthz(self.k8s.POD, f"node netns (pid {pid})", "http://127.0.0.1:9234/healthz", 200, "ok")
+
+    def image(self, node, name):
+        return NodeImage(node, name, self.k8s.CONFIG_DIGEST, (f"docker.io/acme/dhi-cilium-operator-generic@{self.k8s.NODE_DIGEST}",))
+
+
+class FakeKind:
+    name, kind_path = "dhi", "/bin/kind"
+
+    def __init__(self):
+        self.loaded = []
+
+    def load_docker_image(self, name):
+        self.loaded.append(name)
+
+
+@pytest.fixture
+def env(k8s, tmp_path, monkeypatch):
+    from functools import partial
+
+    from pytest_dhi_cilium.cluster import waiting
+
+    # Poll without really sleeping: the fake cluster changes on every observation.
+    monkeypatch.setattr(install, "wait_for", partial(waiting.wait_for, sleep=lambda s: None))
+
+    def make(kube=None, helm=None, nodes=None, kind_cluster="fake", **kw):
+        return install.ClusterEnv(settings(**kw), "kubeconfig", str(tmp_path), Progress(stream=io.StringIO()),
+                                  kube or FakeKube(k8s), helm or FakeHelm(), nodes or FakeNodes(k8s),
+                                  FakeKind() if kind_cluster == "fake" else kind_cluster)
+    return make
+
+
+def image_model(k8s, names=("docker.io/acme/dhi-cilium-operator-generic:1.18.3",), arch="amd64"):
+    return SimpleNamespace(ref="acme/op:1.18.3", names=list(names), digest=k8s.MANIFEST_DIGEST,
+                           config_digest=k8s.CONFIG_DIGEST, platform=SimpleNamespace(architecture=arch))
+
+
+def test_install_waits_until_converged_then_observes_deeply(k8s, env):
+    pending = k8s.snapshot(daemonset=k8s.daemonset(ready=0, available=0), nodes=[k8s.node(ready=False)])
+    e = env(kube=FakeKube(k8s, pending, k8s.snapshot()))
+    ref = parse_reference("docker.io/acme/dhi-cilium-operator-generic:1.18.3")
+    installed = install.install_target(e, ref, image_model(k8s))
+    assert e.kind.loaded == ["docker.io/acme/dhi-cilium-operator-generic:1.18.3"]
+    assert e.helm.calls == [("install", "docker.io/acme/dhi-cilium-operator-generic:1.18.3", "1.18.3")]
+    assert e.release_installed and installed.chart_version == "1.18.3"
+    snap = installed.snapshot
+    assert snap.waited.startswith("converged after") and "settle window: held" in snap.waited
+    assert [h.status for h in snap.healthz] == [200] and [u.uid for u in snap.users] == [65532]
+    assert snap.node_images[0].id == k8s.CONFIG_DIGEST
+    assert any("Leading the operator HA deployment" in d for d in snap.diagnostics)
+    assert snap.diagnostics[-1].startswith("helm get values cilium:")
+    assert installed.image.name == "docker.io/acme/dhi-cilium-operator-generic:1.18.3"
+    assert installed.upgrade is None
+
+
+def test_a_digest_reference_is_loaded_and_installed_by_its_tag(k8s, env):
+    e = env()
+    installed = install.install_target(e, parse_reference("acme/op@sha256:" + "a1" * 32),
+                                       image_model(k8s, names=["acme/op:1.18.3"]))
+    assert e.kind.loaded == ["acme/op:1.18.3"] and installed.image.name == "acme/op:1.18.3"
+
+
+def test_a_crashlooping_operator_stops_the_wait_and_skips_the_settle_window(k8s, env):
+    crashing = k8s.snapshot(pods=[k8s.crashlooping(k8s.operator_pod(), restarts=3)],
+                            deployment=k8s.deployment(ready=0, available=0, available_cond="False"))
+    e = env(kube=FakeKube(k8s, crashing))
+    snap = install.deploy(e, "acme/op:1.18.3", "1.18.3")
+    assert snap.waited.startswith("stopped after 0s: pod kube-system/cilium-operator-6d8c7b9f5-x2k4q: "
+                                  "container cilium-operator CrashLoopBackOff after 3 restart(s)")
+    assert "settle" not in snap.waited
+
+
+def test_a_restart_in_the_settle_window_is_recorded(k8s, env):
+    again = copy.deepcopy(k8s.operator_pod())
+    again["status"]["containerStatuses"][0]["restartCount"] = 1
+    e = env(kube=FakeKube(k8s, k8s.snapshot(), k8s.snapshot(pods=[again])), settle=30)
+    snap = install.deploy(e, "acme/op:1.18.3", "1.18.3")
+    assert "settle window: pod kube-system/cilium-operator-6d8c7b9f5-x2k4q: container cilium-operator restarted 1" in snap.waited
+    assert snap.pods[0]["status"]["containerStatuses"][0]["restartCount"] == 1
+
+
+def test_no_version_in_the_tag_asks_for_the_option(k8s, env):
+    with pytest.raises(install.InstallError, match=r"no operator version in its tag\(s\) \(latest\).*--dhi-cilium-version"):
+        install.install_target(env(), parse_reference("acme/op:latest"), image_model(k8s, names=["acme/op:latest"]))
+
+
+def test_helm_failure_is_an_install_error_and_still_uninstalled_on_byo(k8s, env):
+    e = env(helm=FakeHelm(fail_for=("acme/op:1.18.3",)), kind_cluster=None, byo_kubeconfig="/k")
+    with pytest.raises(install.InstallError, match="Error: pulling acme/op:1.18.3"):
+        install.install_target(e, parse_reference("acme/op:1.18.3"), image_model(k8s, names=["acme/op:1.18.3"]))
+    assert e.release_installed
+
+
+def test_byo_cluster_with_an_existing_cilium_release_is_refused(k8s, env):
+    e = env(helm=FakeHelm(exists=True), kind_cluster=None, byo_kubeconfig="/k")
+    with pytest.raises(install.InstallError, match="a helm release 'cilium' already exists in kube-system"):
+        install.install_target(e, parse_reference("acme/op:1.18.3"), image_model(k8s))
+    assert e.helm.calls == []
+
+
+def test_byo_cluster_without_node_access_uses_the_kubelet_user_or_says_why_not(k8s, env):
+    pod = k8s.operator_pod(uid=65532)
+    e = env(kube=FakeKube(k8s, k8s.snapshot(pods=[pod])), nodes=FakeNodes(k8s, kind_node=False),
+            kind_cluster=None, byo_kubeconfig="/k")
+    snap = install.install_target(e, parse_reference("registry.example/acme/op@sha256:" + "a1" * 32),
+                                  image_model(k8s)).snapshot
+    assert [(u.uid, u.source) for u in snap.users] == [
+        (65532, "pod status containerStatuses[].user (reported by the kubelet from the runtime)")]
+    assert snap.healthz[0].method == "pod proxy" and snap.node_images == []
+    e = env(nodes=FakeNodes(k8s, kind_node=False), kind_cluster=None, byo_kubeconfig="/k")
+    snap = install.install_target(e, parse_reference("acme/op:1.18.3"), image_model(k8s)).snapshot
+    assert snap.users == [] and "is not a kind node container on this host" in snap.users_unobservable
+
+
+def test_upgrade_installs_upstream_first_then_the_image_under_test(k8s, env, monkeypatch):
+    upstream_pod = k8s.operator_pod("cilium-operator-5f4b8c6d7-u1p2s", image=k8s.UPSTREAM,
+                                    image_id=f"quay.io/cilium/operator-generic@{k8s.OLD_DIGEST}")
+    before = k8s.snapshot(pods=[upstream_pod], all_pods=[upstream_pod], deployment=k8s.deployment(generation=1, observed=1))
+    e = env(kube=FakeKube(k8s, before, k8s.snapshot()), upgrade_from="quay.io/cilium/operator-generic:v1.17.5")
+    e.release_installed = True  # a previous image's install: the upgrade starts from scratch
+    monkeypatch.setattr(install.subprocess, "run", lambda *a, **kw: SimpleNamespace(returncode=1))  # not in local Docker
+    installed = install.install_target(e, parse_reference("acme/op:1.18.3"), image_model(k8s, names=["acme/op:1.18.3"]))
+    assert e.helm.calls == [("uninstall",), ("install", "quay.io/cilium/operator-generic:v1.17.5", "1.17.5"),
+                            ("install", "acme/op:1.18.3", "1.18.3")]
+    assert installed.upgrade.before.pods[0]["spec"]["containers"][0]["image"] == k8s.UPSTREAM
+    assert installed.upgrade.after is installed.snapshot
+    assert e.kind.loaded == ["acme/op:1.18.3"]  # the upstream image is pulled by the node
+
+
+def test_a_failed_upstream_install_is_recorded_and_the_image_under_test_still_installed(k8s, env):
+    e = env(helm=FakeHelm(fail_for=("quay.io/cilium/operator-generic:v1.18.3",)),
+            upgrade_from="quay.io/cilium/operator-generic:v1.18.3", node_cli_bin=None)
+    installed = install.install_target(e, parse_reference("acme/op:1.18.3"), image_model(k8s))
+    assert installed.upgrade.error.startswith("installing quay.io/cilium/operator-generic:v1.18.3 failed:")
+    assert installed.snapshot.deployment is not None
+
+
+def test_platform_mismatch_is_a_skip_reason(k8s, env):
+    assert install.platform_skip_reason(env(), image_model(k8s, arch="arm64")) == (
+        "acme/op:1.18.3: cannot run on this cluster: the image is linux/arm64; the cluster's nodes are amd64")
+    assert install.platform_skip_reason(env(), image_model(k8s)) == ""
+
+
+def test_byo_cluster_uninstalls_only_what_it_installed_even_on_interrupt(k8s, monkeypatch, tmp_path):
+    helm = FakeHelm()
+    monkeypatch.setattr(install, "_env", lambda s, kubeconfig, workdir, progress, kind=None:
+                        install.ClusterEnv(s, kubeconfig, workdir, progress, None, helm, None))
+    s = settings(byo_kubeconfig="/k")
+    with install.open_cluster(s, Progress(stream=io.StringIO()), str(tmp_path)):
+        pass
+    assert helm.calls == []
+    with pytest.raises(KeyboardInterrupt):
+        with install.open_cluster(s, Progress(stream=io.StringIO()), str(tmp_path)) as env:
+            env.release_installed = True
+            raise KeyboardInterrupt
+    assert helm.calls == [("uninstall",)]
+
+
+# -- the kind cluster's life ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_kind(tmp_path, monkeypatch):
+    """pytest-kind's KindCluster recorded, and a `kind` binary whose `get clusters` lists what exists."""
+    import pytest_kind
+
+    monkeypatch.chdir(tmp_path)
+    events = []
+    existing = tmp_path / "existing-clusters"
+    existing.write_text("")
+    kind_bin = tmp_path / "kind"
+    kind_bin.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/kind-calls\n"
+                        f"[ \"$1\" = get ] && cat {existing}\nexit 0\n")
+    kind_bin.chmod(0o755)
+
+    class Recorder(pytest_kind.KindCluster):
+        def __init__(self, name, kubeconfig=None, image=None, kind_path=None, kubectl_path=None):
+            super().__init__(name, kubeconfig, image, kind_path, kubectl_path)
+            events.append(("init", str(kind_path), str(kubectl_path), image))
+
+        def create(self, config_file=None):
+            events.append(("create", open(config_file).read()))
+
+        def delete(self):
+            events.append(("delete",))
+
+    monkeypatch.setattr(pytest_kind, "KindCluster", Recorder)
+    return SimpleNamespace(events=events, existing=existing, bin=str(kind_bin), dir=tmp_path)
+
+
+def test_kind_cluster_is_created_with_our_config_and_paths_and_deleted(fake_kind):
+    s = settings(kind_bin=fake_kind.bin, kind_image="kindest/node:v1.33.1")
+    with kind.kind_cluster(s, Progress(stream=io.StringIO())) as (cluster, created):
+        assert created and cluster.path == fake_kind.dir.joinpath(".pytest-kind", "dhi").relative_to(fake_kind.dir)
+    init, create, delete = fake_kind.events
+    assert init == ("init", fake_kind.bin, "/bin/kubectl", "kindest/node:v1.33.1")  # never a download
+    assert "disableDefaultCNI: true" in create[1] and "podSubnet: 10.244.0.0/16" in create[1]
+    assert delete == ("delete",)
+    assert (fake_kind.dir / ".pytest-kind" / "dhi" / "dhi-cilium.lock").exists()
+
+
+def test_kind_cluster_is_deleted_after_ctrl_c_and_kept_when_asked(fake_kind):
+    with pytest.raises(KeyboardInterrupt):
+        with kind.kind_cluster(settings(kind_bin=fake_kind.bin), Progress(stream=io.StringIO())):
+            raise KeyboardInterrupt
+    assert fake_kind.events[-1] == ("delete",)
+    out = io.StringIO()
+    with kind.kind_cluster(settings(kind_bin=fake_kind.bin, keep_cluster=True), Progress(stream=out)):
+        pass
+    assert fake_kind.events[-1][0] == "create"
+    assert "kept kind cluster dhi (--keep-cluster); delete it with `kind delete cluster --name dhi`" in out.getvalue()
+
+
+def test_an_existing_kind_cluster_is_reused_and_left_alone(fake_kind):
+    fake_kind.existing.write_text("other\ndhi\n")
+    with kind.kind_cluster(settings(kind_bin=fake_kind.bin), Progress(stream=io.StringIO())) as (_, created):
+        assert not created
+    assert [e[0] for e in fake_kind.events] == ["init", "create"]  # create() reuses; no delete
+    calls = (fake_kind.dir / "kind-calls").read_text()
+    assert "export kubeconfig --name dhi --kubeconfig .pytest-kind/dhi/kubeconfig" in calls
+
+
+def test_a_failing_kind_create_is_cleaned_up(fake_kind, monkeypatch):
+    import pytest_kind
+
+    def boom(self, config_file=None):
+        raise subprocess.CalledProcessError(1, [fake_kind.bin, "create", "cluster"])
+
+    monkeypatch.setattr(pytest_kind.KindCluster, "create", boom)
+    with pytest.raises(kind.ClusterError, match=r"`kind create cluster --name dhi` failed \(exit 1\)"):
+        with kind.kind_cluster(settings(kind_bin=fake_kind.bin), Progress(stream=io.StringIO())):
+            pass
+    assert fake_kind.events[-1] == ("delete",)
