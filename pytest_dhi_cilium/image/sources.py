@@ -478,22 +478,19 @@ class DaemonSource(ImageSource):
         return raw
 
     def _spool(self) -> DockerArchiveSource:
-        # `docker save` streams manifest.json last, so the stream is unpacked into a private
-        # temporary directory (mkdtemp: mode 0700) and then read like any docker-archive. The
-        # unpacking is sparse (see _copy_layer_sparse): file contents above SPOOL_DATA_LIMIT
-        # become holes, so a 1 GB image costs its headers on disk, not 1 GB of writes plus a
-        # second pass (bench/RESULTS.md: about a third of the daemon-reference time at 1 GB).
+        # `docker save` streams manifest.json last, so the stream is written to a private
+        # temporary file (mkdtemp: mode 0700) and then read like any docker-archive.
         self._tmp = tempfile.mkdtemp(prefix="dhi-cilium-")
+        path = os.path.join(self._tmp, "image.tar")
         try:
-            stream = _ChunkReader(self.image.save(chunk_size=1 << 20, named=False))
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=1 << 20) as outer:
-                for member in outer:
-                    _unpack_member(outer, member, self._tmp)
+            with open(path, "wb") as out:
+                for chunk in self.image.save(chunk_size=1 << 20, named=False):
+                    out.write(chunk)
         except Exception as exc:
             self.close()
             raise SourceError(f"{self.ref.raw}: docker save failed: {_short(exc)}") from None
-        archive_ref = Reference(f"docker-archive:{self._tmp}", "docker-archive", self._tmp)
-        return DockerArchiveSource(archive_ref, _DirBlobs(self._tmp))
+        archive_ref = Reference(f"docker-archive:{path}", "docker-archive", path)
+        return DockerArchiveSource(archive_ref)
 
     def close(self) -> None:
         if self._archive is not None:
@@ -503,113 +500,3 @@ class DaemonSource(ImageSource):
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
         self.client.close()
-
-
-# -- sparse unpacking of `docker save` --------------------------------------------------------
-
-# Largest file content kept when a daemon image is spooled: what the image model may ever read
-# (the captured /etc/passwd and /etc/group, or their link targets: model.py reads ≤ 1 MiB).
-# Larger contents are holes: a daemon RawImage is for reading headers and small files only (the
-# runtime tier runs daemon references from the engine, never from these bytes).
-SPOOL_DATA_LIMIT = 1 << 20
-_BLOCK = 512
-_REGULAR_TYPES = (b"0", b"\0", b"7")
-_PAX_SIZE = re.compile(rb"(?:^|\n)\d+ size=(\d+)\n")
-
-
-class _ChunkReader:
-    """A read()-able file over an iterator of byte chunks (the docker SDK's save stream)."""
-
-    def __init__(self, chunks):
-        self._chunks = iter(chunks)
-        self._buf = memoryview(b"")
-        self._pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        parts, wanted = [], size if size >= 0 else float("inf")
-        while wanted > 0:
-            if self._pos >= len(self._buf):
-                try:
-                    self._buf, self._pos = memoryview(next(self._chunks)), 0
-                except StopIteration:
-                    break
-                continue
-            n = int(min(wanted, len(self._buf) - self._pos))
-            parts.append(self._buf[self._pos:self._pos + n])
-            self._pos += n
-            wanted -= n
-        return b"".join(parts)
-
-
-def _unpack_member(outer: tarfile.TarFile, member: tarfile.TarInfo, root: str) -> None:
-    """Write one member of the `docker save` stream under ``root`` (names escaping it are
-    dropped; links are kept as links, and _DirBlobs refuses any that resolve outside root)."""
-    path = normalize_member_name(member.name)
-    if path is None or path == "/":
-        return
-    dest = os.path.join(root, path.lstrip("/"))
-    if member.isdir():
-        os.makedirs(dest, exist_ok=True)
-        return
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if member.issym():  # docker save links duplicate layers: <id>/layer.tar -> ../<id2>/layer.tar
-        os.symlink(member.linkname, dest)
-    elif member.islnk():
-        target = normalize_member_name(member.linkname)
-        if target is not None and os.path.isfile(os.path.join(root, target.lstrip("/"))):
-            os.link(os.path.join(root, target.lstrip("/")), dest, follow_symlinks=False)
-    elif member.isreg():
-        src = outer.extractfile(member)
-        with open(dest, "wb") as out:
-            first = src.read(_BLOCK)
-            if len(first) == _BLOCK and first[257:262] == b"ustar":
-                _copy_layer_sparse(first, src, out)
-            else:  # manifest.json, the config, VERSION, ...: copied as they are
-                out.write(first)
-                shutil.copyfileobj(src, out, 1 << 20)
-
-
-def _copy_layer_sparse(first: bytes, src: IO[bytes], out: IO[bytes]) -> None:
-    """Copy a layer tar block by block: every header (and PAX / GNU long-name data) and every
-    file content up to SPOOL_DATA_LIMIT is written; a larger content is read past and seeked
-    over in ``out``, leaving a hole of the same length — offsets stay those of the original."""
-    header, pax_size = first, None
-    while len(header) == _BLOCK:
-        out.write(header)
-        if header.count(0) != _BLOCK:  # not an end-of-archive block
-            size = pax_size if pax_size is not None else _header_size(header[124:136])
-            pax_size = None
-            padded = -(-size // _BLOCK) * _BLOCK
-            kind = header[156:157]
-            if kind == b"x" and size <= MAX_JSON_BYTES:  # PAX: its size record overrides the next header's
-                data = src.read(padded)
-                out.write(data)
-                match = _PAX_SIZE.search(data)
-                pax_size = int(match.group(1)) if match else None
-            elif kind in _REGULAR_TYPES and size > SPOOL_DATA_LIMIT:
-                _copy(src, None, padded)
-                out.seek(padded, os.SEEK_CUR)
-            else:
-                _copy(src, out, padded)
-        header = src.read(_BLOCK)
-    out.write(header)
-    shutil.copyfileobj(src, out, 1 << 20)
-    out.truncate()  # a trailing hole still counts in the file's length
-
-
-def _header_size(field: bytes) -> int:
-    if field[0] & 0x80:  # GNU base-256 for sizes of 8 GiB and more
-        return int.from_bytes(field[1:], "big")
-    digits = field.replace(b"\0", b" ").strip()
-    return int(digits, 8) if digits else 0
-
-
-def _copy(src: IO[bytes], out: IO[bytes] | None, size: int) -> None:
-    """Copy ``size`` bytes from src to out (or just read past them when out is None)."""
-    while size > 0:
-        chunk = src.read(min(size, 1 << 20))
-        if not chunk:
-            raise EOFError("layer stream ended inside a file")
-        if out is not None:
-            out.write(chunk)
-        size -= len(chunk)

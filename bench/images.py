@@ -1,0 +1,143 @@
+"""Benchmark images, written as `docker save` archives without ever holding a large layer in
+memory: small layers come from tests/imagekit.py, the data layers are streamed to disk from
+os.urandom (incompressible) in 1 MiB chunks and hashed on the way.
+
+Layout (the same at every size; only the data files grow):
+
+    layer 1  base     /etc/passwd, /etc/group (nonroot 65532), /tmp 1777, /home/nonroot,
+                      /home/gops and /run/cilium (65532, 0700), CA bundle    (imagekit.dhi_like)
+    layer 2  data-a   /usr/share/bench/data-a.bin   half of the data
+    layer 3  data-b   /usr/share/bench/data-b.bin   the other half
+    layer 4  app      /usr/local/bin/cilium-operator-generic (the static fake operator)
+
+Config: USER 65532:65532, ENTRYPOINT ["/usr/local/bin/cilium-operator-generic"],
+Env PATH and GOPS_CONFIG_DIR=/home/gops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import imagekit as ik  # noqa: E402
+
+CHUNK = 1 << 20
+MTIME = 1700000000
+
+
+class _Random:
+    """A file-like source of ``size`` random bytes, produced chunk by chunk."""
+
+    def __init__(self, size: int):
+        self.left = size
+
+    def read(self, n: int = CHUNK) -> bytes:
+        n = min(n if n >= 0 else self.left, self.left)
+        self.left -= n
+        return os.urandom(n)
+
+
+class _Hashing:
+    """A write-only file wrapper that hashes what passes through it."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def tell(self) -> int:  # tarfile may ask
+        return self.size
+
+
+def _data_layer(path: Path, member: str, size: int) -> tuple[str, int]:
+    """Write one layer tar holding a ``size``-byte random file; return (sha256 hex, bytes)."""
+    with open(path, "wb") as raw:
+        out = _Hashing(raw)
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK) as tar:
+            for d in ("usr", "usr/share", "usr/share/bench"):
+                info = tarfile.TarInfo(d)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, MTIME
+                tar.addfile(info)
+            info = tarfile.TarInfo(member)
+            info.size, info.mode, info.mtime = size, 0o644, MTIME
+            tar.addfile(info, _Random(size))
+    return out.sha.hexdigest(), out.size
+
+
+@dataclass
+class BenchImage:
+    label: str  # "100MB", "1GB"
+    tag: str  # daemon reference after docker load
+    archive: Path
+    archive_bytes: int
+    image_id: str  # sha256 of the config
+    layers: int
+
+
+def write_bench_archive(path: Path, operator: Path, target_bytes: int, tag: str, label: str) -> BenchImage:
+    """Write the benchmark image as a docker-archive of about ``target_bytes`` bytes."""
+    spec = ik.dhi_like(operator)  # layers [base, app], entrypoint, USER, GOPS_CONFIG_DIR
+    base_blob, app_blob = spec.layer_blobs()
+    data_bytes = max(0, target_bytes - len(base_blob) - len(app_blob) - 16 * 1024)
+    halves = (data_bytes // 2, data_bytes - data_bytes // 2)
+    work = path.parent
+    layers: list[tuple[str, Path | bytes]] = [("base", base_blob)]
+    diff_ids = ["sha256:" + hashlib.sha256(base_blob).hexdigest()]
+    for name, size in zip(("data-a", "data-b"), halves):
+        tmp = work / f".{path.name}.{name}.tar"
+        digest, _ = _data_layer(tmp, f"usr/share/bench/{name}.bin", size)
+        layers.append((name, tmp))
+        diff_ids.append("sha256:" + digest)
+    layers.append(("app", app_blob))
+    diff_ids.append("sha256:" + hashlib.sha256(app_blob).hexdigest())
+
+    config = json.dumps({
+        "architecture": spec.architecture, "os": spec.os, "created": "2025-01-01T00:00:00Z",
+        "config": {"Env": spec.env, "User": spec.user, "Entrypoint": spec.entrypoint, "Cmd": None,
+                   "WorkingDir": "", "Labels": None},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": f"bench layer {name}"} for name, _ in layers],
+    }, sort_keys=True).encode()
+    config_hex = hashlib.sha256(config).hexdigest()
+    layer_names = []
+    try:
+        with tarfile.open(path, "w", copybufsize=CHUNK) as tar:
+            for (name, blob), diff_id in zip(layers, diff_ids):
+                member = f"{diff_id.split(':')[1]}/layer.tar"
+                info = tarfile.TarInfo(member)
+                info.mtime = MTIME
+                if isinstance(blob, bytes):
+                    info.size = len(blob)
+                    tar.addfile(info, io.BytesIO(blob))
+                else:
+                    info.size = blob.stat().st_size
+                    with open(blob, "rb") as data:
+                        tar.addfile(info, data)
+                layer_names.append(member)
+            for member, data in ((f"{config_hex}.json", config),
+                                 ("manifest.json", json.dumps([{"Config": f"{config_hex}.json",
+                                                                "RepoTags": [tag],
+                                                                "Layers": layer_names}]).encode())):
+                info = tarfile.TarInfo(member)
+                info.size, info.mtime = len(data), MTIME
+                tar.addfile(info, io.BytesIO(data))
+    finally:
+        for _, blob in layers:
+            if isinstance(blob, Path):
+                blob.unlink(missing_ok=True)
+    return BenchImage(label, tag, path, path.stat().st_size, "sha256:" + config_hex, len(layers))
+
