@@ -55,7 +55,7 @@ MB = 1024 * 1024
 
 # The -k expression that keeps, of the image and runtime tiers, what the CST config checks:
 # the six image-tier checks and the runtime `help` check (the image's own entrypoint --help).
-EQUIVALENT_K = "test_image or test_help"
+EQUIVALENT_K = "dhi_image or test_help"
 
 # What any tool reading a daemon image's layers pays: the docker save stream, discarded.
 SAVE_ONLY = ("import sys, docker; n = sum(len(c) for c in docker.from_env(timeout=600).images"

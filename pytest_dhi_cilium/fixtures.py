@@ -12,7 +12,8 @@ from typing import Callable
 import pytest
 
 from .image.model import Image, build_image
-from .image.sources import SourceError, open_source
+from .image.reference import tags_of_names
+from .image.sources import SourceError, open_source, reading
 from .options import Settings
 from .settings import Expectations, decide_variant
 from .state import STATE_KEY, VERDICT_KEY, image_summary
@@ -40,7 +41,7 @@ def dhi_image(dhi_target: Target, dhi_settings: Settings, pytestconfig: pytest.C
     if dhi_target.error:
         pytest.fail(dhi_target.error, pytrace=False)
     try:
-        with open_source(dhi_target.ref, dhi_settings.pull) as source:
+        with reading(dhi_target.ref), open_source(dhi_target.ref, dhi_settings.pull) as source:
             image = build_image(dhi_target.ref.raw, source.read(dhi_target.platform))
     except SourceError as exc:
         pytest.fail(str(exc), pytrace=False)
@@ -50,10 +51,16 @@ def dhi_image(dhi_target: Target, dhi_settings: Settings, pytestconfig: pytest.C
 
 
 @pytest.fixture(scope="session")
-def dhi_expectations(dhi_image: Image, dhi_target: Target, dhi_settings: Settings,
+def dhi_tags(dhi_target: Target, dhi_image: Image) -> list[str]:
+    """The tags the image goes by: the reference's, then the names the input carries."""
+    own = [dhi_target.ref.tag] if dhi_target.ref.tag else []
+    return list(dict.fromkeys(own + tags_of_names(dhi_image.names)))
+
+
+@pytest.fixture(scope="session")
+def dhi_expectations(dhi_image: Image, dhi_target: Target, dhi_settings: Settings, dhi_tags: list[str],
                      pytestconfig: pytest.Config) -> Expectations:
-    tags = [t for t in [dhi_target.ref.tag] + [n.rsplit(":", 1)[-1] for n in dhi_image.names if ":" in n] if t]
-    variant, why = decide_variant(dhi_settings.variant, tags, dhi_image.config.labels)
+    variant, why = decide_variant(dhi_settings.variant, dhi_tags, dhi_image.config.labels)
     expectations = Expectations(dhi_settings.profile, variant, why)
     state = pytestconfig.stash[STATE_KEY]
     state.meta[dhi_target.id] = image_summary(dhi_target, dhi_image, expectations)

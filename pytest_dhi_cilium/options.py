@@ -5,6 +5,7 @@ Precedence for every option that has all three: command line > environment > ini
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -57,7 +58,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--dhi-reference-image", dest="dhi_reference_image", default=None,
                     help="runtime tier: the upstream image the hardened one replaces; their "
                          "--help flag sets and versions are compared (reference-flags)")
-    group.addoption("--dhi-settle", dest="dhi_settle", default="15", type=float,
+    group.addoption("--dhi-settle", dest="dhi_settle", default="15",
                     help="operator-starts: seconds the operator must stay up (default 15)")
     group.addoption("--dhi-operator-arg", dest="dhi_operator_args", action="append", default=[],
                     help="operator-starts: one more argument for the operator, repeatable")
@@ -135,13 +136,20 @@ def read_settings(config: pytest.Config) -> Settings | None:
                 Platform.parse(p)
             except ValueError as exc:
                 raise pytest.UsageError(f"--dhi-platform: {exc}") from None
-    try:
-        timeout = float(values["dhi_timeout"])
-    except ValueError:
-        raise pytest.UsageError(f"--dhi-timeout={values['dhi_timeout']!r} is not a number") from None
+    timeout = _seconds("--dhi-timeout", values["dhi_timeout"])
+    settle = _seconds("--dhi-settle", config.getoption("dhi_settle"))
     return Settings(refs, pull, profile, variant, platforms, tiers, values["dhi_report"],
-                    values["dhi_report_md"], timeout, reference_image,
-                    float(config.getoption("dhi_settle")), operator_args)
+                    values["dhi_report_md"], timeout, reference_image, settle, operator_args)
+
+
+def _seconds(option: str, value) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise pytest.UsageError(f"{option}={value!r}: expected a positive number of seconds")
+    return seconds
 
 
 def _tiers(value: str) -> tuple[str, ...] | None:

@@ -11,7 +11,7 @@ import pytest
 
 from . import options
 from .fixtures import (dhi_expectations, dhi_image, dhi_record, dhi_settings,  # noqa: F401
-                       dhi_target, dhi_user)
+                       dhi_tags, dhi_target, dhi_user)
 from .runtime.fixtures import (dhi_engine, dhi_help_run, dhi_operator_run,  # noqa: F401
                                dhi_reference_runs, dhi_restricted_run, dhi_runnable,
                                dhi_shell_runs, dhi_version_run)
@@ -19,7 +19,7 @@ from .state import STATE_KEY, VERDICT_KEY, DhiState
 from .verdict import CHECK_TIERS
 
 SUITE_DIR = Path(__file__).parent / "suite"
-SUITE_MODULES = {"image": "test_image.py", "runtime": "test_runtime.py", "cluster": "test_cluster.py"}
+SUITE_MODULES = {"image": "dhi_image.py", "runtime": "dhi_runtime.py", "cluster": "dhi_cluster.py"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -166,8 +166,8 @@ class _Reporter:
             write_markdown(self.document, settings.report_md)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.document:
-            return
+        if not self.document or not self.document["images"]:
+            return  # nothing ran (e.g. --collect-only)
         terminalreporter.section("dhi-cilium")
         for image in self.document["images"]:
             counts: dict[str, int] = {}
@@ -181,6 +181,8 @@ class _Reporter:
             for check in image["checks"]:
                 if check["outcome"] != "passed":  # failures, errors and skips, each with its why
                     terminalreporter.write_line(f"    {check['outcome']:8} {check['id']}: {check['message']}")
+            if image["not_run"]:
+                terminalreporter.write_line(f"    not run  {', '.join(image['not_run'])}")
         for path in (self.state.settings.report, self.state.settings.report_md):
             if path:
                 terminalreporter.write_line(f"report written to {path}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from .verdict import CHECK_TIERS
+
 SCHEMA = "pytest-dhi-cilium/report/v1"
 _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 
@@ -48,7 +50,7 @@ class ReportBuilder:
         for image in self.images.values():
             entry = dict(image)
             entry["checks"] = list(image["checks"].values())
-            entry["result"] = _result(entry["checks"])
+            entry["result"], entry["not_run"] = _result(entry["checks"], image["tiers"])
             images.append(entry)
         return {"schema": SCHEMA, "images": images}
 
@@ -82,11 +84,20 @@ def _error_evidence(report, outcome: str) -> list[str]:
     return lines[-12:] if len(lines) > 1 else []
 
 
-def _result(checks: list[dict]) -> str:
-    outcomes = {c["outcome"] for c in checks}
-    if "error" in outcomes or "failed" in outcomes:
-        return "fail"
-    return "pass" if "passed" in outcomes else "incomplete"
+# Checks that only run when their option is given; skipping them does not make a run partial.
+OPTIONAL_CHECKS = frozenset({"reference-flags", "upgrade-from-upstream"})
+
+
+def _result(checks: list[dict], tiers: list[str]) -> tuple[str, list[str]]:
+    """``fail`` if anything failed or errored; ``pass`` only if every check of the image's
+    tiers ran and passed (optional ones may skip); otherwise ``incomplete`` — with what did not
+    run (deselected with -k, stopped by -x or Ctrl-C, skipped)."""
+    outcomes = {c["id"]: c["outcome"] for c in checks}
+    if {"error", "failed"} & set(outcomes.values()):
+        return "fail", []
+    expected = [c for c, tier in CHECK_TIERS.items() if tier in tiers and c not in OPTIONAL_CHECKS]
+    not_run = [c for c in expected if outcomes.get(c) != "passed"]
+    return ("incomplete" if not_run or not outcomes else "pass"), not_run
 
 
 def write_json(document: dict, path: str) -> None:
@@ -124,6 +135,8 @@ def render_markdown(document: dict) -> str:
             if check["expectation"]:
                 lines.append(f"  - expected: {check['expectation']}")
             lines += [f"  - `{_cell(e)}`" for e in check["evidence"]]
+        if image.get("not_run"):
+            lines.append(f"\nNot run: {', '.join(image['not_run'])} — the result is INCOMPLETE.")
         for warning in image.get("warnings") or []:
             lines.append(f"- warning: {warning}")
     return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from .image.reference import Reference
-from .image.sources import Platform, SourceError, open_source
+from .image.sources import Platform, SourceError, open_source, reading
 from .options import Settings
 
 
@@ -36,7 +36,7 @@ def expand_targets(settings: Settings) -> list[Target]:
             targets.append(Target(ref, platform, tiers, ids[ref.raw]))
             continue
         try:
-            with open_source(ref) as source:
+            with reading(ref), open_source(ref) as source:
                 available = source.platforms()
         except SourceError as exc:
             targets.append(Target(ref, None, tiers, ids[ref.raw], error=str(exc)))

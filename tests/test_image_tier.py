@@ -32,9 +32,12 @@ def test_dhi_like_image_passes_everything(run_suite, archive, fake_operator):
 def test_test_ids_are_readable_and_k_selects_a_check(run_suite, archive, fake_operator):
     ref = archive(ik.dhi_like(fake_operator), name="mine")
     result, report = run_suite(ref, args=("-v", "-k", "no-shell"))
-    result.stdout.fnmatch_lines(["*test_image.py::test_no_shell[[]docker-archive:mine.tar[]] PASSED*"])
+    result.stdout.fnmatch_lines(["*dhi_image.py::test_no_shell[[]docker-archive:mine.tar[]] PASSED*"])
     result.assert_outcomes(passed=1, deselected=5)
     assert list(outcomes(report)) == ["no-shell"]
+    assert report["images"][0]["result"] == "incomplete"  # a partial run never reads as a pass
+    assert report["images"][0]["not_run"] == ["no-package-manager", "nonroot-user", "entrypoint",
+                                              "operator-binary", "gops-writable"]
 
 
 def test_upstream_like_image_fails_nonroot_only_under_upstream_profile(run_suite, archive, fake_operator):
@@ -316,5 +319,48 @@ def test_junitxml_and_xdist(pytester, archive, fake_operator):
 
 
 def test_x_stops_at_first_failure(run_suite, archive, fake_operator):
-    result, _ = run_suite(archive(ik.dev_like(fake_operator)), args=("--dhi-variant=runtime", "-x"))
+    result, report = run_suite(archive(ik.dev_like(fake_operator)), args=("--dhi-variant=runtime", "-x"))
     result.assert_outcomes(failed=1)
+    assert outcomes(report) == {"no-shell": "failed"} and report["images"][0]["result"] == "fail"
+
+
+def test_shell_written_with_absolute_or_inner_dotdot_name_is_found(run_suite, archive, fake_operator):
+    """Docker extracts `/bin/sh` and `usr/../bin/ash` inside the image: they are shells."""
+    spec = ik.dhi_like(fake_operator, extra_layers=[[
+        ik.Member("/bin/sh", data=open(ik.BUSYBOX, "rb").read(), mode=0o755),
+        ik.Member("usr/../bin/ash", data=b"\x7fELF", mode=0o755)]])
+    _, report = run_suite(archive(spec))
+    shell = " ".join(check(report, "no-shell")["evidence"])
+    assert "/bin/sh (file 0755 0:0, layer 3 of 3" in shell and "/bin/ash (file" in shell
+    assert report["images"][0]["warnings"] == []
+
+
+def test_backslash_name_is_not_a_whiteout(run_suite, archive, fake_operator):
+    spec = ik.dhi_like(fake_operator, extra_layers=[[ik.exe("bin/sh")], [ik.Member("bin\\.wh.sh")]])
+    _, report = run_suite(archive(spec))
+    assert check(report, "no-shell")["outcome"] == "failed"
+
+
+def test_user_with_explicit_group_gets_no_supplementary_groups(run_suite, archive, fake_operator):
+    """runc: `USER nonroot:nonroot` runs with that group only; the `ops` membership in
+    /etc/group does not apply, so a 0770 root:ops gops directory is not writable."""
+    spec = ik.dhi_like(fake_operator, tag_user="nonroot:nonroot", extra_layers=[[
+        ik.group("root:x:0:", "nonroot:x:65532:", "ops:x:2000:nonroot"),
+        ik.directory("home/gops", 0o770, 0, 2000)]])
+    _, report = run_suite(archive(spec))
+    assert check(report, "gops-writable")["outcome"] == "failed"
+    spec.user = "nonroot"  # no group part: /etc/group memberships apply, ops included
+    _, report = run_suite(archive(spec, name="nogroup"), args=("--dhi-expect", "gid=none"))
+    assert check(report, "gops-writable")["message"] == "65532:65532 (nonroot) can write /home/gops"
+
+
+@pytest.mark.parametrize("args", [("--dhi-operator-arg=--enable-gops=false",),
+                                  ("--dhi-operator-arg=--enable-gops", "--dhi-operator-arg=False")])
+def test_gops_disabled_is_not_applicable_but_still_judged(run_suite, archive, fake_operator, args):
+    spec = ik.dhi_like(fake_operator, env=["PATH=/usr/local/bin"],
+                       extra_layers=[[ik.directory("home/nonroot", 0o755, 0, 0)]])
+    _, report = run_suite(archive(spec), args=args)
+    gops = check(report, "gops-writable")
+    assert gops["outcome"] == "passed" and gops["message"].startswith("not applicable: gops is disabled")
+    assert "cannot write /home/nonroot/.config/gops" in gops["evidence"][0]
+    assert gops["notes"] == ["with gops enabled (the chart's default) this image would fail here"]

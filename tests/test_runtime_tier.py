@@ -62,7 +62,8 @@ def test_archive_already_in_engine_is_kept(docker_client, loaded_images, run_sui
     spec = ik.dhi_like(fake_operator)
     loaded_images(spec, "kept:1.18.3", tmp_path)
     archive = ik.write_docker_archive(tmp_path / "b.tar", spec, ["whatever:1"])
-    runtime_report(run_suite, f"docker-archive:{archive}", "-k", "help")
+    _, report = runtime_report(run_suite, f"docker-archive:{archive}", "-k", "test_help")
+    assert outcomes(report) == {"help": "passed"}
     assert docker_client.images.get(ik.image_id(spec))  # still there
 
 
@@ -163,10 +164,12 @@ def test_hanging_help_fails_within_timeout_and_leaves_nothing(loaded_images, run
     assert our_containers(ref) == []
 
 
-def test_interrupted_run_leaves_no_container(loaded_images, pytester, fake_operator_variant, tmp_path,
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_interrupted_run_leaves_no_container(signum, loaded_images, pytester, fake_operator_variant, tmp_path,
                                             our_containers):
-    """SIGINT (Ctrl-C) while a container hangs: the run stops, the container is removed."""
-    ref = loaded_images(ik.dhi_like(fake_operator_variant(FAKE_HANG_ON_HELP=None)), "interrupt:1.18.3", tmp_path)
+    """Ctrl-C (SIGINT) or a cancelled CI job (SIGTERM) while a container hangs: the run stops,
+    the container is removed, the report is written."""
+    ref = loaded_images(ik.dhi_like(fake_operator_variant(FAKE_HANG_ON_HELP=None)), f"interrupt-{signum.lower()}:1.18.3", tmp_path)
     proc = pytester.popen([*pytester._getpytestargs(), f"--dhi-image={ref}", "--dhi-tier=runtime",
                            "--dhi-timeout=300", "-k", "test_help", "-p", "no:cacheprovider",
                            f"--dhi-report={tmp_path}/r.json"],
@@ -175,7 +178,7 @@ def test_interrupted_run_leaves_no_container(loaded_images, pytester, fake_opera
     while not our_containers(ref) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert our_containers(ref), "the hanging container never appeared"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signum))
     assert proc.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
     assert our_containers(ref) == []
     assert "KeyboardInterrupt" in (tmp_path / "out").read_text()

@@ -275,12 +275,30 @@ def gops_directory(image: Image, user: RuntimeUser) -> tuple[str, str]:
     return posixpath.join(user.home or "/", ".config", "gops"), f"GOPS_CONFIG_DIR unset, HOME={user.home or '/'} ({source})"
 
 
+def _gops_disabled(args: tuple[str, ...]) -> bool:
+    """``--enable-gops=false`` / ``--enable-gops false`` (1.18+) among the operator args."""
+    for i, arg in enumerate(args):
+        value = arg.partition("=")[2] if arg.startswith("--enable-gops=") else (
+            args[i + 1] if arg == "--enable-gops" and i + 1 < len(args) else None)
+        if value is not None and value.strip().lower() in ("false", "0", "f"):
+            return True
+    return False
+
+
 def gops_writable(image: Image, exp: Expectations, user: RuntimeUser) -> Verdict:
     expectation = ("the gops config directory is writable by the runtime user with all capabilities "
                    "dropped, as the chart runs it (else the operator exits at start, cilium#40435)")
-    if any(a.replace(" ", "=") in ("--enable-gops=false",) for a in exp.profile.operator_args):
-        return passed("gops-writable", "gops disabled by the profile's operator args (--enable-gops=false)",
-                      expectation=expectation)
+    verdict = _gops_verdict(image, user, expectation)
+    if not verdict.ok and _gops_disabled(exp.profile.operator_args):
+        # Still judged and shown: a default chart install (gops on) would die at start.
+        return passed("gops-writable", "not applicable: gops is disabled by the operator args "
+                      "(--enable-gops=false)", evidence=[verdict.message, *verdict.evidence],
+                      expectation=expectation,
+                      notes=["with gops enabled (the chart's default) this image would fail here"])
+    return verdict
+
+
+def _gops_verdict(image: Image, user: RuntimeUser, expectation: str) -> Verdict:
     if not user.resolved:
         return failed("gops-writable", f"cannot judge: {user.error}", expectation=expectation)
     directory, how = gops_directory(image, user)
@@ -292,7 +310,7 @@ def gops_writable(image: Image, exp: Expectations, user: RuntimeUser) -> Verdict
         res = image.fs.resolve(probe)
         if res.found or probe == "/":
             break
-        if res.error not in ("not found",):
+        if res.error != "not found":
             return failed("gops-writable", f"{probe}: {res.error}", evidence=evidence + [res.describe()],
                           expectation=expectation)
         probe = posixpath.dirname(probe)

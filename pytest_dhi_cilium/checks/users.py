@@ -122,7 +122,10 @@ def resolve_user(spec: str, passwd_text: str | None, group_text: str | None) -> 
                                notes=tuple(notes),
                                error=f"group {group_part!r} is not in the image's /etc/group "
                                      "(the container would not start)")
-    supplementary = tuple(sorted({g.gid for g in groups if name and name in g.members} - {gid}))
+    # runc adds /etc/group memberships only when USER names no group: `nonroot:nonroot` runs
+    # with that one group, `nonroot` with every group that lists it.
+    supplementary = () if group_part else tuple(
+        sorted({g.gid for g in groups if name and name in g.members} - {gid}))
     return RuntimeUser(spec, uid, gid, name, home, supplementary, tuple(evidence), tuple(notes))
 
 

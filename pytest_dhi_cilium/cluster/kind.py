@@ -4,14 +4,13 @@ always given the kind/kubectl paths so it never downloads), and getting the imag
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import tarfile
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..image.reference import DAEMON, Reference, ReferenceError, parse_reference
+from ..signals import sigterm_as_interrupt
 from .options import ClusterSettings
 from .waiting import Progress
 
@@ -122,24 +121,6 @@ def _file_lock(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """CI cancellation sends SIGTERM; make it unwind like Ctrl-C so the cluster is deleted."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _create(cluster, config_file: Path) -> None:

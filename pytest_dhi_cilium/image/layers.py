@@ -77,17 +77,19 @@ class Resolution:
 
 
 def normalize_member_name(name: str) -> str | None:
-    """Map a tar member name to an absolute image path, or None when it escapes the root."""
-    stripped = name.replace("\\", "/")
-    while stripped.startswith("./"):
-        stripped = stripped[2:]
-    absolute_in_archive = stripped.startswith("/")
-    clean = posixpath.normpath("/" + stripped.lstrip("/")) if not absolute_in_archive else None
-    if absolute_in_archive or ".." in stripped.split("/"):
-        # Absolute names and any ".." component are how hostile archives escape a naive
-        # extractor; layers produced by real builders never contain them.
+    """Map a tar member name to an absolute image path the way Docker applies layers (moby's
+    UnpackLayer: ``filepath.Clean``, then joined under the root), or None when it escapes.
+
+    ``/bin/sh`` and ``usr/../bin/ash`` land inside the image — Docker extracts them there, so
+    they count — while ``../x`` and ``a/../../x`` would break out and are dropped (Docker
+    refuses such a layer). Backslashes are ordinary characters on Linux: ``bin\\.wh.sh`` is a
+    file of that name, not a whiteout."""
+    if not name:
         return None
-    return clean
+    clean = posixpath.normpath(name)
+    if not clean.startswith("/") and (clean == ".." or clean.startswith("../")):
+        return None
+    return "/" + clean.lstrip("/") if clean not in (".", "/") else "/"
 
 
 class FileSystem:

@@ -84,3 +84,16 @@ def _longest_existing(rest: str) -> tuple[str, str]:
         if os.path.exists(path):
             return path, ":".join(parts[cut:])
     return parts[0], ":".join(parts[1:])
+
+
+def tags_of_names(names: list[str]) -> list[str]:
+    """Tags carried by an image's names: ``repo/op:1.18.3`` -> ``1.18.3``; an OCI ref.name is
+    often a bare tag (``1.18.3-dev``) and counts as one."""
+    tags = []
+    for name in names:
+        name = name.split("@", 1)[0]
+        last = name.rsplit("/", 1)[-1]
+        tag = last.split(":", 1)[1] if ":" in last else (name if "/" not in name else "")
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags

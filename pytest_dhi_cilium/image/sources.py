@@ -17,6 +17,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Callable
 
@@ -35,6 +36,24 @@ MAX_JSON_BYTES = 16 << 20  # manifests and configs are small; refuse a hostile g
 
 class SourceError(Exception):
     """The image cannot be read: message says what was tried and how to fix it."""
+
+
+# What a malformed input (wrong JSON shapes, link loops inside the archive, truncation) raises
+# from deep inside tarfile/json handling; `reading` turns it into one SourceError sentence.
+_MALFORMED = (KeyError, TypeError, AttributeError, ValueError, IndexError, RecursionError,
+              OSError, EOFError, tarfile.TarError)
+
+
+@contextmanager
+def reading(ref: Reference):
+    """Reading an input: every failure ends as a SourceError naming the input."""
+    try:
+        yield
+    except SourceError:
+        raise
+    except _MALFORMED as exc:
+        raise SourceError(f"{ref.raw}: malformed image input ({type(exc).__name__}: "
+                          f"{_short(exc)})") from None
 
 
 @dataclass(frozen=True, order=True)
@@ -144,11 +163,15 @@ def _open_tar(ref: Reference) -> tarfile.TarFile:
         raise SourceError(f"{ref.raw}: {path!r} is not a readable tar archive ({_short(exc)})") from None
 
 
-def _load_json(data: bytes, what: str) -> dict | list:
+def _load_json(data: bytes, what: str, shape: type = dict) -> dict | list:
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except ValueError as exc:
-        raise SourceError(f"{what} is not valid JSON ({exc})") from exc
+        raise SourceError(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(value, shape):
+        raise SourceError(f"{what}: expected a JSON {'object' if shape is dict else 'array'}, "
+                          f"got {type(value).__name__}")
+    return value
 
 
 def _platform_of(config: dict) -> Platform:
@@ -257,8 +280,8 @@ class DockerArchiveSource(ImageSource):
                 f"{ref.raw}: no manifest.json in the archive — not a `docker save` tarball "
                 "(for an OCI archive use oci-archive:PATH)"
             )
-        manifest = _load_json(self.blobs.read("manifest.json"), f"{ref.raw}: manifest.json")
-        if not isinstance(manifest, list) or not manifest:
+        manifest = _load_json(self.blobs.read("manifest.json"), f"{ref.raw}: manifest.json", list)
+        if not manifest or not all(isinstance(e, dict) for e in manifest):
             raise SourceError(f"{ref.raw}: manifest.json lists no image")
         self.entry = self._select(manifest)
         self._raw: RawImage | None = None
@@ -328,10 +351,7 @@ class OciLayoutSource(ImageSource):
         return "blobs/sha256/" + digest.split(":", 1)[1]
 
     def _json_blob(self, digest: str) -> dict:
-        data = _load_json(self.blobs.read(self._blob_name(digest)), f"{self.ref.raw}: blob {digest}")
-        if not isinstance(data, dict):
-            raise SourceError(f"{self.ref.raw}: blob {digest} is not a JSON object")
-        return data
+        return _load_json(self.blobs.read(self._blob_name(digest)), f"{self.ref.raw}: blob {digest}")
 
     def _manifests(self, index: dict, top: bool = False, depth: int = 0) -> list[tuple[dict, list[str]]]:
         """Image manifest descriptors (with the names they carry), nested indexes flattened."""
@@ -339,6 +359,8 @@ class OciLayoutSource(ImageSource):
             raise SourceError(f"{self.ref.raw}: image indexes nested too deep")
         found = []
         for desc in index.get("manifests") or []:
+            if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
+                raise SourceError(f"{self.ref.raw}: a manifest descriptor has no digest")
             annotations = desc.get("annotations") or {}
             names = [annotations[a] for a in _REF_NAME_ANNOTATIONS if a in annotations]
             if top and self.ref.selector and not any(
@@ -356,7 +378,7 @@ class OciLayoutSource(ImageSource):
         p = desc.get("platform")
         if p:
             return Platform(p.get("os", ""), p.get("architecture", ""), p.get("variant", ""))
-        manifest = self._json_blob(desc["digest"])
+        manifest = self._json_blob(desc.get("digest", ""))
         return _platform_of(self._json_blob(manifest.get("config", {}).get("digest", "")))
 
     def platforms(self) -> list[Platform]:

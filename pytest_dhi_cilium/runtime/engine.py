@@ -178,25 +178,30 @@ class Engine:
                 result.exit_code = _exit_code(container)
                 return result
             wrapped = container.get_wrapped_container()
+            running_since = time.monotonic()  # the observation window starts once it runs
             if observe is not None:
-                while time.monotonic() - started < timeout:
+                while time.monotonic() - running_since < timeout:
                     wrapped.reload()
                     if wrapped.status != "running":
                         break
-                    if not observe(wrapped, time.monotonic() - started):
+                    if not observe(wrapped, time.monotonic() - running_since):
                         result.running_at_end = True
                         wrapped.stop(timeout=5)
                         break
+            remaining = max(1.0, timeout - (time.monotonic() - running_since))
+            waiting_since = time.monotonic()
             try:
-                remaining = max(1.0, timeout - (time.monotonic() - started))
                 result.exit_code = wrapped.wait(timeout=remaining)["StatusCode"]
-            except requests.exceptions.RequestException:
+            except requests.exceptions.RequestException as exc:
+                # The SDK reports its read timeout as ReadTimeout or ConnectionError; only the
+                # clock tells a timeout from an engine that went away.
+                if time.monotonic() - waiting_since < remaining * 0.9:
+                    raise SourceError(f"lost the Docker engine while waiting: {_one_line(str(exc))}") from None
                 result.timed_out = True
-                wrapped.kill()
+                _kill(wrapped)
                 result.exit_code = _exit_code(container)
-            stdout, stderr = container.get_logs()
-            result.stdout = stdout.decode("utf-8", "replace")
-            result.stderr = stderr.decode("utf-8", "replace")
+            result.stdout = _capped_logs(wrapped, stdout=True)
+            result.stderr = _capped_logs(wrapped, stderr=True)
             return result
         finally:
             result.seconds = time.monotonic() - started
@@ -229,6 +234,26 @@ class Engine:
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self.client.close()
+
+
+LOG_CAP = 1 << 20  # a runaway --help must not fill memory: the head is what messages show
+
+
+def _capped_logs(wrapped, stdout: bool = False, stderr: bool = False) -> str:
+    data = bytearray()
+    for chunk in wrapped.logs(stdout=stdout, stderr=stderr, stream=True, follow=False):
+        data += chunk
+        if len(data) >= LOG_CAP:
+            data = data[:LOG_CAP] + b"\n[... output cut at 1 MiB]"
+            break
+    return data.decode("utf-8", "replace")
+
+
+def _kill(wrapped) -> None:
+    try:
+        wrapped.kill()
+    except Exception:
+        pass  # exited on its own meanwhile; removal below is what matters
 
 
 def _remove(container) -> None:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from ..image.sources import Platform, SourceError, open_source
+from ..image.sources import Platform, SourceError, open_source, reading
 from ..options import Settings
 from ..settings import OPERATOR_NAME
+from ..signals import sigterm_as_interrupt
 from ..targets import Target
 from .engine import Engine, RunResult, RunSpec
 
@@ -24,8 +25,11 @@ def dhi_engine() -> Engine:
         engine = Engine()
     except SourceError as exc:
         pytest.fail(f"runtime tier: {exc}", pytrace=False)
-    yield engine
-    engine.close()  # removes leftover containers and the archive inputs it loaded
+    with sigterm_as_interrupt():  # a cancelled CI job still removes its containers
+        try:
+            yield engine
+        finally:
+            engine.close()  # removes leftover containers and the archive inputs it loaded
 
 
 @dataclass(frozen=True)
@@ -36,16 +40,18 @@ class Runnable:
 
 
 @pytest.fixture(scope="session")
-def dhi_runnable(dhi_engine: Engine, dhi_target: Target, dhi_image, dhi_settings: Settings) -> Runnable:
+def dhi_runnable(dhi_engine: Engine, dhi_target: Target, dhi_image, dhi_expectations,
+                 dhi_settings: Settings) -> Runnable:
     """The image under test, present in the engine (archive inputs are loaded, untagged, and
-    removed at the end unless they were already there)."""
+    removed at the end unless they were already there). Depends on the expectations so the
+    report names digest, platform and variant even when only the runtime tier runs."""
     host = dhi_engine.platform
     if not dhi_image.platform.matches(Platform(host.os, host.architecture)):
         pytest.skip(f"{dhi_image.platform} image cannot run on this {host} engine (runtime tier "
                     "runs only the host's platform)")
     try:
         if dhi_target.ref.daemonless:
-            with open_source(dhi_target.ref) as source:
+            with reading(dhi_target.ref), open_source(dhi_target.ref) as source:
                 image = dhi_engine.load(source.read(dhi_target.platform))
         else:
             image = dhi_engine.ensure_image(dhi_target.ref.location, dhi_settings.pull)
@@ -57,22 +63,30 @@ def dhi_runnable(dhi_engine: Engine, dhi_target: Target, dhi_image, dhi_settings
     return Runnable(image, None, tuple(dhi_image.config.entrypoint or ()))
 
 
-def _run(engine: Engine, runnable: Runnable, settings: Settings, *args: str, **spec) -> RunResult:
-    spec.setdefault("entrypoint", runnable.chart_entrypoint)
-    run = engine.run(runnable.image, RunSpec(args=args, **spec), settings.timeout)
-    if spec["entrypoint"] is None:
-        run.argv = list(runnable.shown_entrypoint) + list(args)
+def _run(engine: Engine, runnable: Runnable, spec: RunSpec, timeout: float, observe=None) -> RunResult:
+    """One container run; an engine failure becomes one sentence for every check reading it."""
+    try:
+        run = engine.run(runnable.image, spec, timeout, observe=observe)
+    except SourceError as exc:
+        pytest.fail(f"runtime tier: {exc}", pytrace=False)
+    if spec.entrypoint is None:
+        run.argv = list(runnable.shown_entrypoint) + list(spec.args)
     return run
+
+
+def _run_args(engine: Engine, runnable: Runnable, settings: Settings, *args: str, **spec) -> RunResult:
+    spec.setdefault("entrypoint", runnable.chart_entrypoint)
+    return _run(engine, runnable, RunSpec(args=args, **spec), settings.timeout)
 
 
 @pytest.fixture(scope="session")
 def dhi_help_run(dhi_engine, dhi_runnable, dhi_settings) -> RunResult:
-    return _run(dhi_engine, dhi_runnable, dhi_settings, "--help")
+    return _run_args(dhi_engine, dhi_runnable, dhi_settings, "--help")
 
 
 @pytest.fixture(scope="session")
 def dhi_version_run(dhi_engine, dhi_runnable, dhi_settings) -> RunResult:
-    return _run(dhi_engine, dhi_runnable, dhi_settings, "--version")
+    return _run_args(dhi_engine, dhi_runnable, dhi_settings, "--version")
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +94,7 @@ def dhi_restricted_run(dhi_engine, dhi_runnable, dhi_settings, dhi_user) -> RunR
     """--help under the chart 1.18 / Pod Security "restricted" constraints."""
     if not dhi_user.resolved:
         return f"the image's user cannot be resolved: {dhi_user.error}"
-    return _run(dhi_engine, dhi_runnable, dhi_settings, "--help", read_only=True, cap_drop=("ALL",),
+    return _run_args(dhi_engine, dhi_runnable, dhi_settings, "--help", read_only=True, cap_drop=("ALL",),
                 security_opt=("no-new-privileges",), user=f"{dhi_user.uid}:{dhi_user.gid}")
 
 
@@ -89,8 +103,8 @@ def dhi_shell_runs(dhi_engine, dhi_runnable, dhi_settings, dhi_image) -> list[tu
     from ..checks.image import shell_paths
     from ..checks.runtime import SHELL_SCRIPT, shell_candidates
 
-    return [(candidate, _run(dhi_engine, dhi_runnable, dhi_settings, "-c", SHELL_SCRIPT,
-                             entrypoint=(candidate,)))
+    return [(candidate, _run_args(dhi_engine, dhi_runnable, dhi_settings, "-c", SHELL_SCRIPT,
+                                  entrypoint=(candidate,)))
             for candidate in shell_candidates(shell_paths(dhi_image))]
 
 
@@ -121,9 +135,7 @@ def dhi_operator_run(dhi_engine, dhi_runnable, dhi_settings) -> RunResult:
                    entrypoint=dhi_runnable.chart_entrypoint, files=files,
                    environment=(("K8S_NODE_NAME", "dhi-cilium-node"), ("CILIUM_K8S_NAMESPACE", "kube-system")),
                    cap_drop=("ALL",), security_opt=("no-new-privileges",))
-    run = dhi_engine.run(dhi_runnable.image, spec, settle + dhi_settings.timeout, observe=observe)
-    if spec.entrypoint is None:
-        run.argv = list(dhi_runnable.shown_entrypoint) + list(spec.args)
+    run = _run(dhi_engine, dhi_runnable, spec, settle + dhi_settings.timeout, observe=observe)
     run.samples = samples
     return run
 
@@ -144,7 +156,7 @@ def dhi_reference_runs(dhi_engine, dhi_settings) -> ReferenceRuns:
         pytest.skip("no --dhi-reference-image given: nothing to compare the flags with")
     try:
         if ref.daemonless:
-            with open_source(ref) as source:
+            with reading(ref), open_source(ref) as source:
                 raw = source.read(_host_platform(source, dhi_engine))
                 image = dhi_engine.load(raw)
             entry = (raw.config.get("config") or {}).get("Entrypoint")
@@ -154,8 +166,8 @@ def dhi_reference_runs(dhi_engine, dhi_settings) -> ReferenceRuns:
     except SourceError as exc:
         pytest.fail(f"reference image: {exc}", pytrace=False)
     runnable = Runnable(image, None if entry else (OPERATOR_NAME,), tuple(entry or ()))
-    return ReferenceRuns(_run(dhi_engine, runnable, dhi_settings, "--help"),
-                         _run(dhi_engine, runnable, dhi_settings, "--version"),
+    return ReferenceRuns(_run_args(dhi_engine, runnable, dhi_settings, "--help"),
+                         _run_args(dhi_engine, runnable, dhi_settings, "--version"),
                          str(entry) if entry else f"none (chart command {OPERATOR_NAME})")
 
 

@@ -19,9 +19,8 @@ def test_help(dhi_help_run, dhi_settings, dhi_record):
 
 
 @pytest.mark.dhi_check("version")
-def test_version(dhi_version_run, dhi_target, dhi_image, dhi_record):
-    tags = [dhi_target.ref.tag] + [n.rsplit(":", 1)[1] for n in dhi_image.names if ":" in n.rsplit("/", 1)[-1]]
-    verdict = dhi_record(check.version(dhi_version_run, [t for t in dict.fromkeys(tags) if t]))
+def test_version(dhi_version_run, dhi_tags, dhi_record):
+    verdict = dhi_record(check.version(dhi_version_run, dhi_tags))
     assert verdict.ok, verdict.explain()
 
 
