@@ -41,8 +41,32 @@ def pytest_configure(config: pytest.Config) -> None:
     if any("cluster" in settings.tiers_for(ref) for ref in settings.images):
         # Imported only now: kind/helm/kubernetes cost nothing to image-tier runs.
         config.pluginmanager.import_plugin("pytest_dhi_cilium.cluster.fixtures")
+    _one_worker_per_engine(config, settings)
     if not config.getoption("dhi_no_suite"):
         _add_suite(config, settings)
+
+
+_XDIST_NOTE = pytest.StashKey[str]()
+
+
+def _one_worker_per_engine(config: pytest.Config, settings: options.Settings) -> None:
+    """Runtime and cluster checks share state outside the process — images loaded into the
+    engine (and removed at the end), one Cilium per cluster — so under pytest-xdist each of
+    those modules must stay on one worker: --dist loadscope/loadfile/loadgroup keep it there;
+    plain load/worksteal scatter tests and are switched to loadscope; --dist each is refused."""
+    if getattr(config, "workerinput", None) is not None or not config.pluginmanager.hasplugin("xdist"):
+        return
+    tiers = [t for t in ("runtime", "cluster") if any(t in settings.tiers_for(r) for r in settings.images)]
+    dist = config.getoption("dist", "no")
+    if not tiers or dist == "no":
+        return
+    if dist == "each":
+        raise pytest.UsageError(f"the {' and '.join(tiers)} tier cannot run with --dist each: every worker "
+                                "would drive the same engine/cluster; use --dist loadscope (or loadgroup)")
+    if dist in ("load", "worksteal"):
+        config.option.dist = "loadscope"
+        config.stash[_XDIST_NOTE] = f"--dist {dist} switched to loadscope: one worker runs the " \
+                                    f"{' and '.join(tiers)} checks"
 
 
 def _add_suite(config: pytest.Config, settings: options.Settings) -> None:
@@ -108,8 +132,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     s = state.settings
     tiers = ",".join(s.tiers) if s.tiers else "auto (image; +runtime for daemon references)"
+    note = config.stash.get(_XDIST_NOTE, "")
     return [f"dhi-cilium: {len(s.images)} image(s), profile {s.profile.name}, variant {s.variant}, "
-            f"tiers {tiers}, platforms {','.join(s.platforms) if s.platforms else 'all'}"]
+            f"tiers {tiers}, platforms {','.join(s.platforms) if s.platforms else 'all'}"] + \
+        ([f"dhi-cilium: {note}"] if note else [])
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -196,3 +196,13 @@ def test_docker_unreachable_errors_runtime_once_and_image_tier_runs(pytester, fa
     assert out.count(f"runtime tier: cannot reach a Docker engine at unix://{tmp_path}/no-docker.sock") in (7, 14)
     assert "start one (e.g. scripts/ensure-docker.sh)" in out
     assert "Traceback" not in out and "docker.errors" not in out
+
+
+def test_xdist_keeps_runtime_checks_on_one_worker(loaded_images, pytester, fake_operator, tmp_path):
+    """Runtime checks share the engine (an archive loaded once, removed at the end): under -n
+    they stay on one worker, and the report still gathers every check."""
+    archive = ik.write_docker_archive(tmp_path / "x.tar", ik.dhi_like(fake_operator), ["x/op:1.18.3"])
+    result = pytester.runpytest_subprocess(f"--dhi-image=docker-archive:{archive}", "--dhi-tier=image,runtime",
+                                           "-n", "2", *FAST, "--dhi-report=r.json", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["dhi-cilium: --dist load switched to loadscope: one worker runs the runtime checks"])
+    result.assert_outcomes(passed=12, skipped=1)

@@ -12,7 +12,6 @@ from .options import (CLUSTER_KEY, ClusterSettings, missing_requirements, read_c
                       requirements_message)
 
 XDIST_GROUP = "dhi-cilium-cluster"
-_XDIST_NOTE = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,23 +21,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if missing:
         raise pytest.UsageError(requirements_message(missing, settings))
     config.stash[CLUSTER_KEY] = settings
-    _one_worker_owns_the_cluster(config)
-
-
-def _one_worker_owns_the_cluster(config: pytest.Config) -> None:
-    """One Cilium per cluster: two workers installing it at once would fight. Under xdist the
-    cluster checks must land on one worker: --dist loadscope/loadfile keep a module together
-    (the suite's cluster checks are one module), loadgroup honours the xdist_group mark added
-    below. Plain load/worksteal scatter tests, so they are switched to loadscope."""
-    if getattr(config, "workerinput", None) is not None or not config.pluginmanager.hasplugin("xdist"):
-        return
-    dist = config.getoption("dist", "no")
-    if dist == "each":
-        raise pytest.UsageError("the cluster tier cannot run with --dist each: every worker would install "
-                                "Cilium into the same cluster; use --dist loadscope (or loadgroup)")
-    if dist in ("load", "worksteal"):
-        config.option.dist = "loadscope"
-        config.stash[_XDIST_NOTE] = f"--dist {dist} switched to loadscope: one worker owns the cluster"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -48,10 +30,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     where = (f"BYO cluster {settings.byo_kubeconfig}" if settings.byo else
              f"kind cluster {settings.cluster_name!r} (kind {settings.kind_bin}"
              + (", kept" if settings.keep_cluster else "") + ")")
-    lines = [f"dhi-cilium cluster tier: {where}; chart {settings.chart} "
-             f"{settings.version or '(version from the image tag)'}; helm {settings.helm_bin}"]
-    note = config.stash.get(_XDIST_NOTE, "")
-    return lines + ([f"dhi-cilium: {note}"] if note else [])
+    return [f"dhi-cilium cluster tier: {where}; chart {settings.chart} "
+            f"{settings.version or '(version from the image tag)'}; helm {settings.helm_bin}"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -63,8 +63,8 @@ def test_xdist_load_is_switched_so_one_worker_owns_the_cluster(pytester, monkeyp
     pytester.makepyfile("def test_a(): pass\ndef test_b(): pass\n")
     result = run(pytester, monkeypatch, bin_dir, "-n", "2", "--dhi-no-suite", "--dhi-image=acme/op:1.18.3",
                  "--dhi-tier=cluster")
-    result.stdout.fnmatch_lines(["dhi-cilium cluster tier: kind cluster 'pytest-kind' (kind */bin/kind)*",
-                                 "dhi-cilium: --dist load switched to loadscope: one worker owns the cluster"])
+    result.stdout.fnmatch_lines(["dhi-cilium: --dist load switched to loadscope: one worker runs the cluster checks",
+                                 "dhi-cilium cluster tier: kind cluster 'pytest-kind' (kind */bin/kind)*"])
     assert result.ret == 0
     each = run(pytester, monkeypatch, bin_dir, "-n", "2", "--dist", "each", "--dhi-no-suite",
                "--dhi-image=acme/op:1.18.3", "--dhi-tier=cluster")
