@@ -210,7 +210,7 @@ def test_xdist_keeps_runtime_checks_on_one_worker(loaded_images, pytester, fake_
 
 def test_oci_archive_input_runs_through_the_engine(docker_client, run_suite, fake_operator, tmp_path):
     """OCI inputs (gzip layers, no RepoTags) are re-packaged for `docker load` and run."""
-    spec = ik.dhi_like(fake_operator)
+    spec = ik.dhi_like(fake_operator, labels={"test": "oci-archive"})  # an image id no other test loads
     layout = ik.write_oci_layout(tmp_path / "o.tar", [spec], ref_name="1.18.3", as_archive=True)
     result, report = runtime_report(run_suite, f"oci-archive:{layout}", "-k", "test_help or test_version")
     assert outcomes(report) == {"help": "passed", "version": "passed"}, result.stdout.str()[-2000:]
