@@ -36,7 +36,7 @@ def dhi_target(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest.fixture(scope="session")
-def dhi_image(dhi_target: Target, dhi_settings: Settings, pytestconfig: pytest.Config) -> Image:
+def dhi_image(dhi_target: Target, dhi_settings: Settings) -> Image:
     """The image model: config plus merged filesystem, read once per target and session."""
     if dhi_target.error:
         pytest.fail(dhi_target.error, pytrace=False)
@@ -45,8 +45,6 @@ def dhi_image(dhi_target: Target, dhi_settings: Settings, pytestconfig: pytest.C
             image = build_image(dhi_target.ref.raw, source.read(dhi_target.platform))
     except SourceError as exc:
         pytest.fail(str(exc), pytrace=False)
-    state = pytestconfig.stash[STATE_KEY]
-    state.images[dhi_target.id] = image
     return image
 
 

@@ -16,7 +16,6 @@ from .verdict import Verdict
 class DhiState:
     settings: Settings
     targets: list[Target] | None = None
-    images: dict = field(default_factory=dict)  # target id -> Image
     meta: dict[str, dict] = field(default_factory=dict)  # target id -> image summary
 
 

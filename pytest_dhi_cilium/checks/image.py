@@ -326,6 +326,3 @@ def _gops_verdict(image: Image, user: RuntimeUser, expectation: str) -> Verdict:
     return passed("gops-writable", f"{user.label()} can write {what}", evidence=evidence,
                   expectation=expectation)
 
-
-IMAGE_CHECKS = ("no-shell", "no-package-manager", "nonroot-user", "entrypoint", "operator-binary",
-                "gops-writable")

@@ -36,14 +36,18 @@ class Reference:
         """The tag, when the reference names one (used for -dev detection and versions)."""
         if self.transport == DAEMON:
             return tag_of(self.location)
-        # An OCI ref.name is often a bare tag ("1.18.3-dev"); a RepoTag is name:tag.
-        return tag_of(self.selector) if ":" in self.selector else self.selector
+        return tag_of(self.selector, bare_is_tag=True)
 
 
-def tag_of(name: str) -> str:
+def tag_of(name: str, bare_is_tag: bool = False) -> str:
+    """``repo/op:1.18.3`` -> ``1.18.3``. With ``bare_is_tag``, a name with neither ``/`` nor
+    ``:`` is itself the tag: an OCI ref.name is often just ``1.18.3-dev``."""
+    bare = bare_is_tag and "@" not in name and "/" not in name
     name = name.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else ""
+    if ":" in last:
+        return last.split(":", 1)[1]
+    return name if bare else ""
 
 
 def parse_reference(raw: str) -> Reference:
@@ -87,13 +91,5 @@ def _longest_existing(rest: str) -> tuple[str, str]:
 
 
 def tags_of_names(names: list[str]) -> list[str]:
-    """Tags carried by an image's names: ``repo/op:1.18.3`` -> ``1.18.3``; an OCI ref.name is
-    often a bare tag (``1.18.3-dev``) and counts as one."""
-    tags = []
-    for name in names:
-        name = name.split("@", 1)[0]
-        last = name.rsplit("/", 1)[-1]
-        tag = last.split(":", 1)[1] if ":" in last else (name if "/" not in name else "")
-        if tag and tag not in tags:
-            tags.append(tag)
-    return tags
+    """Tags carried by an image's names (RepoTags, OCI ref.name annotations), in order."""
+    return [t for t in dict.fromkeys(tag_of(n, bare_is_tag=True) for n in names) if t]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform as host_platform
 import re
 import shutil
 import tarfile
@@ -72,12 +71,6 @@ class Platform:
             raise ValueError(f"platform {text!r} is not os/arch[/variant]")
         return cls(*parts)
 
-    @classmethod
-    def host(cls) -> "Platform":
-        machine = host_platform.machine().lower()
-        arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
-        return cls("linux", arch)
-
     def matches(self, wanted: "Platform") -> bool:
         """``linux/arm64`` matches ``linux/arm64/v8``: an unspecified variant is a wildcard."""
         return (self.os, self.architecture) == (wanted.os, wanted.architecture) and (
@@ -116,9 +109,6 @@ class ImageSource:
     """One image input. Subclasses implement ``platforms`` and ``read``."""
 
     ref: Reference
-
-    def describe(self) -> str:
-        return self.ref.raw
 
     def platforms(self) -> list[Platform]:
         raise NotImplementedError
@@ -485,9 +475,6 @@ class DaemonSource(ImageSource):
         a = self.image.attrs
         return [Platform(a.get("Os", ""), a.get("Architecture", ""), a.get("Variant", "") or "")]
 
-    @property
-    def image_id(self) -> str:
-        return self.image.id
 
     def read(self, platform: Platform | None = None) -> RawImage:
         if self._archive is None:

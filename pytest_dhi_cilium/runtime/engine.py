@@ -4,6 +4,7 @@ container a crash between "created" and "registered" could have left."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -93,8 +94,9 @@ class Engine:
         self._loaded: list[str] = []  # image ids this session loaded (removed at close)
         self._tmp = tempfile.mkdtemp(prefix="dhi-cilium-")
 
-    @property
+    @functools.cached_property
     def platform(self) -> Platform:
+        """The engine's os/arch (asked once per session)."""
         info = self.client.version()
         arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(info.get("Arch", ""), info.get("Arch", ""))
         return Platform(info.get("Os", "linux"), arch)

@@ -46,7 +46,7 @@ def dhi_runnable(dhi_engine: Engine, dhi_target: Target, dhi_image, dhi_expectat
     removed at the end unless they were already there). Depends on the expectations so the
     report names digest, platform and variant even when only the runtime tier runs."""
     host = dhi_engine.platform
-    if not dhi_image.platform.matches(Platform(host.os, host.architecture)):
+    if not dhi_image.platform.matches(host):
         pytest.skip(f"{dhi_image.platform} image cannot run on this {host} engine (runtime tier "
                     "runs only the host's platform)")
     try:
@@ -173,5 +173,5 @@ def dhi_reference_runs(dhi_engine, dhi_settings) -> ReferenceRuns:
 
 def _host_platform(source, engine: Engine) -> Platform | None:
     host = engine.platform
-    matching = [p for p in source.platforms() if p.matches(Platform(host.os, host.architecture))]
+    matching = [p for p in source.platforms() if p.matches(host)]
     return matching[0] if matching else None
