@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 
 from .image.model import Image, build_image
-from .image.reference import tags_of_names
+from .image.reference import image_tags
 from .image.sources import SourceError, open_source, reading
 from .options import Settings
 from .settings import Expectations, decide_variant
@@ -51,8 +51,7 @@ def dhi_image(dhi_target: Target, dhi_settings: Settings) -> Image:
 @pytest.fixture(scope="session")
 def dhi_tags(dhi_target: Target, dhi_image: Image) -> list[str]:
     """The tags the image goes by: the reference's, then the names the input carries."""
-    own = [dhi_target.ref.tag] if dhi_target.ref.tag else []
-    return list(dict.fromkeys(own + tags_of_names(dhi_image.names)))
+    return image_tags(dhi_target.ref, dhi_image.names)
 
 
 @pytest.fixture(scope="session")

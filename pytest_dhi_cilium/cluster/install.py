@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from ..checks.cluster import (ImageUnderTest, ProcessUser, Snapshot, Upgrade, container_status, hopeless,
                               pod_name, pod_readiness_problems, restart_problems, rollout_pending)
-from ..image.reference import DAEMON, Reference, tag_of
+from ..image.reference import DAEMON, Reference, image_tags, tag_of
 from . import diagnostics
 from .helm import NAMESPACE, Helm, HelmError, chart_version
 from .kind import LoadError, in_cluster_name, kind_cluster, load_image
@@ -79,10 +79,6 @@ def platform_mismatch(image_arch: str, nodes: list[dict]) -> str:
 def platform_skip_reason(env: ClusterEnv, image) -> str:
     mismatch = platform_mismatch(image.platform.architecture, _observe(env).nodes)
     return f"{image.ref}: cannot run on this cluster: {mismatch}" if mismatch else ""
-
-
-def version_tags(ref: Reference, names: list[str]) -> list[str]:
-    return [t for t in dict.fromkeys([ref.tag] + [tag_of(n) for n in names]) if t]
 
 
 def _observe(env: ClusterEnv) -> Snapshot:
@@ -184,10 +180,10 @@ def install_target(env: ClusterEnv, ref: Reference, image) -> Installed:
     """Install Cilium with ``image`` (the image model) as the operator, wait, settle, observe.
     With --dhi-upgrade-from: install that first (from scratch), then upgrade to ``image``."""
     s = env.settings
-    version = chart_version(s.version, version_tags(ref, image.names))
+    version = chart_version(s.version, image_tags(ref, image.names))
     if version is None and not os.path.exists(s.chart):  # a local chart has its own version
         raise InstallError(f"{ref.raw}: no operator version in its tag(s) "
-                           f"({', '.join(version_tags(ref, image.names)) or 'none'}) to pick the Cilium chart "
+                           f"({', '.join(image_tags(ref, image.names)) or 'none'}) to pick the Cilium chart "
                            "version from; pass --dhi-cilium-version=X.Y.Z")
     name = _bring_in(env, ref, image.names)
     under_test = ImageUnderTest(name, image.digest, image.config_digest)

@@ -93,3 +93,9 @@ def _longest_existing(rest: str) -> tuple[str, str]:
 def tags_of_names(names: list[str]) -> list[str]:
     """Tags carried by an image's names (RepoTags, OCI ref.name annotations), in order."""
     return [t for t in dict.fromkeys(tag_of(n, bare_is_tag=True) for n in names) if t]
+
+
+def image_tags(ref: Reference, names: list[str]) -> list[str]:
+    """The tags an image goes by: its reference's first, then those its names carry."""
+    own = [ref.tag] if ref.tag else []
+    return list(dict.fromkeys(own + tags_of_names(names)))
