@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ import imagekit  # noqa: E402
 from fake_operator.build import build_fake_operator  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-TEST_REPO = "dhi-test"  # every image the tests load is tagged under this name, then removed
+# Every image the tests load is tagged under this name, then removed. Unique per session, so two
+# test runs sharing one engine (two checkouts, xdist workers) never remove each other's images.
+TEST_REPO = f"dhi-test-{uuid.uuid4().hex[:8]}"
 
 
 

@@ -1,0 +1,67 @@
+"""docker-archive: the ``docker save`` tarball, read in place."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..reference import Reference
+from .base import ImageSource, LayerBlob, Platform, RawImage, SourceError, diff_ids_of, load_json, platform_of
+from .blobs import TarBlobs, open_tar
+
+
+class DockerArchiveSource(ImageSource):
+    def __init__(self, ref: Reference, blobs: TarBlobs | None = None):
+        self.ref = ref
+        self.blobs = blobs or TarBlobs(open_tar(ref))
+        if not self.blobs.exists("manifest.json"):
+            raise SourceError(
+                f"{ref.raw}: no manifest.json in the archive — not a `docker save` tarball "
+                "(for an OCI archive use oci-archive:PATH)"
+            )
+        manifest = load_json(self.blobs.read("manifest.json"), f"{ref.raw}: manifest.json", list)
+        if not manifest or not all(isinstance(e, dict) for e in manifest):
+            raise SourceError(f"{ref.raw}: manifest.json lists no image")
+        self.entry = self._select(manifest)
+        self._raw: RawImage | None = None
+
+    def _select(self, manifest: list) -> dict:
+        if self.ref.selector:
+            for entry in manifest:
+                tags = entry.get("RepoTags") or []
+                if self.ref.selector in tags or any(t.endswith(":" + self.ref.selector) for t in tags):
+                    return entry
+            raise SourceError(f"{self.ref.raw}: no image tagged {self.ref.selector!r} in the archive")
+        if len(manifest) > 1:
+            tags = [t for e in manifest for t in (e.get("RepoTags") or ["<untagged>"])]
+            raise SourceError(
+                f"{self.ref.raw}: the archive holds {len(manifest)} images ({', '.join(tags)}); "
+                f"name one as docker-archive:{self.ref.location}:NAME:TAG"
+            )
+        return manifest[0]
+
+    def platforms(self) -> list[Platform]:
+        return [self.read().platform]
+
+    def read(self, platform: Platform | None = None) -> RawImage:
+        if self._raw is None:
+            self._raw = self._read()
+        if platform is not None and not self._raw.platform.matches(platform):
+            raise SourceError(f"{self.ref.raw}: holds {self._raw.platform}, not {platform}")
+        return self._raw
+
+    def _read(self) -> RawImage:
+        config_name = self.entry.get("Config", "")
+        config_bytes = self.blobs.read(config_name)
+        config = load_json(config_bytes, f"{self.ref.raw}: {config_name}")
+        layer_names = self.entry.get("Layers") or []
+        diff_ids = diff_ids_of(config, len(layer_names), self.ref.raw)
+        layers = [
+            LayerBlob(diff_id, (lambda n=name: self.blobs.open(n)), self.blobs.size(name))
+            for name, diff_id in zip(layer_names, diff_ids)
+        ]
+        config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+        return RawImage(config, config_digest, "", platform_of(config), layers,
+                        list(self.entry.get("RepoTags") or []), config_bytes)
+
+    def close(self) -> None:
+        self.blobs.close()
