@@ -74,9 +74,12 @@ class Platform:
 @dataclass
 class LayerBlob:
     diff_id: str  # digest of the uncompressed layer: the same whatever the transport
-    open: Callable[[], IO[bytes]]
+    open: Callable[[], IO[bytes]]  # the blob's bytes exactly as stored (compressed or not)
     size: int  # bytes of the blob as stored (compressed or not)
     media_type: str = ""
+    # Digest of the blob as stored, as its descriptor states it; "" where the transport has no
+    # such descriptor (a legacy `docker save` layer.tar is the uncompressed tar: diff_id covers it).
+    digest: str = ""
 
 
 @dataclass
