@@ -33,8 +33,9 @@ def _free_port() -> int:
 class Registry:
     """One registry process. ``credentials``: (user, password) turns on htpasswd auth."""
 
-    def __init__(self, credentials: tuple[str, str] | None = None):
+    def __init__(self, credentials: tuple[str, str] | None = None, schema1: bool = False):
         self.credentials = credentials
+        self.schema1 = schema1  # accept legacy schema 1 manifests (to test that they are refused)
         self.root = Path(tempfile.mkdtemp(prefix="dhi-test-registry-"))
         self.port = 0
         self.process: subprocess.Popen | None = None
@@ -48,6 +49,8 @@ class Registry:
                   "storage": {"filesystem": {"rootdirectory": str(self.root / "storage")},
                               "delete": {"enabled": True}},
                   "http": {"addr": ""}}
+        if self.schema1:
+            config["compatibility"] = {"schema1": {"enabled": True}}
         if self.credentials:
             user, password = self.credentials
             entry = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True,
@@ -85,16 +88,22 @@ class Registry:
         except OSError:
             return 0
 
-    def push(self, source: str, name: str, all_platforms: bool = False) -> str:
+    def _creds(self, flag: str) -> list[str]:
+        return [f"{flag}={':'.join(self.credentials)}"] if self.credentials else []
+
+    def push(self, source: str, name: str, all_platforms: bool = False, *options: str) -> str:
         """``skopeo copy SOURCE docker://HOST/NAME``; returns the ``docker://`` reference."""
         dest = f"docker://{self.host}/{name}"
-        argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
-        if self.credentials:
-            argv.append(f"--dest-creds={':'.join(self.credentials)}")
-        if all_platforms:
-            argv.append("--all")
+        argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", *self._creds("--dest-creds"),
+                *(["--all"] if all_platforms else []), *options]
         subprocess.run(argv + [source, dest], check=True, capture_output=True, timeout=300)
         return dest
+
+    def raw_manifest(self, name: str) -> bytes:
+        """What the registry serves for NAME, as skopeo (not the plugin) reads it."""
+        return subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", *self._creds("--creds"),
+                               f"docker://{self.host}/{name}"], check=True, capture_output=True,
+                              timeout=60).stdout
 
     def _kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

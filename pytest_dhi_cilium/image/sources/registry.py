@@ -20,6 +20,7 @@ import hashlib
 import io
 import ipaddress
 import os
+import re
 import warnings
 from typing import IO, Iterable, Iterator
 
@@ -138,7 +139,7 @@ class RegistrySource(ImageSource):
         if isinstance(exc, dxf.exceptions.DXFUnauthorizedError):
             return SourceError(self._credentials.unauthorized(raw, host, self.repo, self.login_name))
         if isinstance(exc, requests.exceptions.SSLError):
-            return SourceError(f"{raw}: TLS failure talking to the registry {host} ({short_error(exc)}); "
+            return SourceError(f"{raw}: TLS failure talking to the registry {host} ({_cause(exc)}); "
                                f"if it serves plain HTTP, or a certificate you trust but cannot verify, "
                                f"pass --dhi-insecure-registry={host}")
         if isinstance(exc, requests.exceptions.Timeout):
@@ -176,6 +177,14 @@ class RegistrySource(ImageSource):
         data = response.content
         if len(data) > MAX_JSON_BYTES:
             raise SourceError(f"{self.ref.raw}: {what} is {len(data)} bytes, too big for a manifest")
+        doc = load_json(data, f"{self.ref.raw}: {what}")
+        media_type = doc.get("mediaType") or response.headers.get("Content-Type", "").split(";")[0].strip()
+        if media_type not in INDEX_TYPES + MANIFEST_TYPES:  # before the digest: schema 1 signs its own
+            served = f"{self.repo}@{alias}" if DIGEST.match(alias) else f"{self.repo}:{alias}"
+            raise SourceError(
+                f"{self.ref.raw}: the registry {self.host} serves {served} as "
+                f"{media_type or 'a document without a media type'}, which this plugin does not read "
+                "(it reads OCI image indexes and manifests, Docker manifest lists and schema 2 manifests)")
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         claimed = alias if DIGEST.match(alias) else response.headers.get("Docker-Content-Digest", "")
         if claimed and claimed != digest:
@@ -184,14 +193,6 @@ class RegistrySource(ImageSource):
         if expect and expect.get("size") not in (None, len(data)):
             raise SourceError(f"{self.ref.raw}: {what} is {len(data)} bytes, its descriptor states "
                               f"{expect.get('size')}")
-        doc = load_json(data, f"{self.ref.raw}: {what}")
-        media_type = doc.get("mediaType") or response.headers.get("Content-Type", "").split(";")[0].strip()
-        if media_type not in INDEX_TYPES + MANIFEST_TYPES:
-            served = f"{self.repo}@{alias}" if DIGEST.match(alias) else f"{self.repo}:{alias}"
-            raise SourceError(
-                f"{self.ref.raw}: the registry {self.host} serves {served} as "
-                f"{media_type or 'a document without a media type'}, which this plugin does not read "
-                "(it reads OCI image indexes and manifests, Docker manifest lists and schema 2 manifests)")
         return data, media_type, digest
 
     def _index_entries(self, data: bytes, digest: str, seen: set[str], depth: int) -> list:
@@ -400,8 +401,12 @@ def _error_codes(response) -> set[str]:
 
 
 def _cause(exc: Exception) -> str:
-    """The innermost reason of a requests connection error, e.g. ``Connection refused``."""
+    """The innermost reason of a requests connection error, e.g. ``connection refused`` or
+    ``[SSL: WRONG_VERSION_NUMBER] wrong version number``, rather than urllib3's retry story."""
     text = short_error(exc)
+    ssl = re.search(r"(\[SSL: [A-Z_]+\] [^'\"(]+|certificate verify failed: [^'\"(]+)", text)
+    if ssl:
+        return ssl.group(1).strip()
     for marker in ("Connection refused", "Name or service not known", "No route to host",
                    "Temporary failure in name resolution", "Network is unreachable"):
         if marker in text:
