@@ -3,9 +3,13 @@ started by the session, images pushed with skopeo) — every platform, pinned to
 credentials from a Docker config, each failure one sentence; and daemon references pulled from
 the same registry through the engine under each --dhi-pull."""
 
+import gzip
 import hashlib
 import json
 import socket
+import struct
+import uuid
+import zlib
 
 import pytest
 
@@ -152,6 +156,42 @@ def test_registry_errors_are_one_sentence(case, images, registry, auth_registry,
     first = report["images"][0]["checks"][0]["message"]
     assert message in first and first.count("\n") == 0
     assert "Traceback" not in result.stdout.str()
+
+
+def _regzip(original: bytes, old: bytes, new: bytes) -> bytes:
+    """The gzip blob with ``old`` replaced by ``new`` in its tar, recompressed to exactly the
+    original size (padded with a gzip FEXTRA field): a well-formed layer with other content."""
+    tar = gzip.decompress(original).replace(old, new)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = deflate.compress(tar) + deflate.flush()
+    pad = len(original) - (10 + 2 + len(body) + 8)
+    assert pad >= 4
+    extra = b"DH" + struct.pack("<H", pad - 4) + b"\0" * (pad - 4)
+    header = b"\x1f\x8b\x08\x04\0\0\0\0\x02\xff" + struct.pack("<H", len(extra))
+    return header + extra + body + struct.pack("<II", zlib.crc32(tar), len(tar) & 0xFFFFFFFF)
+
+
+def test_a_blob_the_registry_serves_altered_is_refused(registry, fake_operator, tmp_path, run_suite):
+    """End to end: a layer whose stored bytes were altered behind the registry's back (still a
+    well-formed gzip'd tar of the same size) fails the image, naming the blob, and is not judged."""
+    marker = f"dhi-marker-{uuid.uuid4().hex}".encode()
+    spec = ik.dhi_like(fake_operator, extra_layers=[[ik.file("etc/marker", marker)]])
+    archive = ik.write_docker_archive(tmp_path / "altered.tar", spec, ["acme/op:1"])
+    ref = registry.push(f"docker-archive:{archive}", "op:altered")
+
+    def holds_marker(path) -> bool:
+        try:
+            return marker in gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, zlib.error):
+            return False
+
+    blobs = [p for p in (registry.root / "storage").rglob("data") if holds_marker(p)]
+    assert len(blobs) == 1
+    blobs[0].write_bytes(_regzip(blobs[0].read_bytes(), marker, b"0" * len(marker)))
+    result, report = run_suite(ref)
+    result.assert_outcomes(errors=6)
+    message = report["images"][0]["checks"][0]["message"]
+    assert f"sha256:{blobs[0].parent.name}" in message and "does not match its digest" in message, message
 
 
 def test_insecure_registry_option(images, registry, run_suite):
