@@ -90,9 +90,14 @@ def loaded_images(docker_client):
         return ref
 
     yield load
-    for ref in loaded:
+    remove_images(docker_client, loaded)
+
+
+def remove_images(client, names: list[str]) -> None:
+    """Remove the images this test run put into the engine (already gone is fine)."""
+    for name in names:
         try:
-            docker_client.images.remove(ref, force=True)
+            client.images.remove(name, force=True)
         except Exception:
             pass
 

@@ -15,7 +15,7 @@ import pytest
 
 import imagekit as ik
 import registrykit as rk
-from conftest import check, outcomes
+from conftest import check, outcomes, remove_images
 
 REPO = "dhi-cilium-operator-generic"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -273,11 +273,7 @@ def daemon_refs(docker_client):
     """Names the engine pulled during a test; removed afterwards."""
     names: list[str] = []
     yield names
-    for name in names:
-        try:
-            docker_client.images.remove(name, force=True)
-        except Exception:
-            pass
+    remove_images(docker_client, names)
 
 
 @pytest.mark.docker
