@@ -71,17 +71,22 @@ class RegistrySource(ImageSource):
         self.login_name = "" if self.host == DOCKER_HUB else self.host  # `docker login NAME`
         self._credentials = _Credentials(self.host)
         self._client = None
-        self._client = self._connect(self.host in set(insecure) or is_loopback(self.host))
-        data, media_type, self.digest = self._manifest(self.asked_digest or self.tag)
-        self.index_digest = self.digest if media_type in INDEX_TYPES else ""
+        self._cache: dict[str, RawImage] = {}
+        self._single: tuple[bytes, str] | None = None  # the tag's manifest, when it is not an index
         # (descriptor, platform or None when the descriptor has none) per image manifest
         self._entries: list[tuple[dict, Platform | None]] = []
-        if self.index_digest:
-            self._entries = self._index_entries(data, self.digest, set(), 0)
-        else:
-            self._single = (data, media_type)
-            self._entries = [({"digest": self.digest, "mediaType": media_type, "size": len(data)}, None)]
-        self._cache: dict[str, RawImage] = {}
+        try:
+            self._client = self._connect(self.host in set(insecure) or is_loopback(self.host))
+            data, media_type, self.digest = self._manifest(self.asked_digest or self.tag)
+            self.index_digest = self.digest if media_type in INDEX_TYPES else ""
+            if self.index_digest:
+                self._entries = self._index_entries(data, self.digest, set(), 0)
+            else:
+                self._single = (data, media_type)
+                self._entries = [({"digest": self.digest, "mediaType": media_type, "size": len(data)}, None)]
+        except BaseException:
+            self.close()
+            raise
 
     # -- talking to the registry ----------------------------------------------------------------
 
@@ -107,8 +112,7 @@ class RegistrySource(ImageSource):
 
         if not insecure:
             ca = f"/etc/docker/certs.d/{self.host}/ca.crt"  # Docker's per-registry CA
-            self._client = client(False, ca if os.path.isfile(ca) else True)
-            return self._client
+            return client(False, ca if os.path.isfile(ca) else True)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -246,7 +250,7 @@ class RegistrySource(ImageSource):
 
     def _read_manifest(self, desc: dict) -> RawImage:
         digest = desc["digest"]
-        if getattr(self, "_single", None) and digest == self.digest:
+        if self._single is not None and digest == self.digest:
             data, media_type = self._single
         else:
             data, media_type, _ = self._manifest(digest, desc)
