@@ -101,6 +101,8 @@ class ImageSource:
     """One image input. Subclasses implement ``platforms`` and ``read``."""
 
     ref: Reference
+    digest = ""  # a registry's: the digest the reference resolved to, which every read is pinned to
+    index_digest = ""  # that digest, when it names an index (a multi-platform image)
 
     def platforms(self) -> list[Platform]:
         raise NotImplementedError
