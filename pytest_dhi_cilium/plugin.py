@@ -184,7 +184,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         "image": state.meta.get(target.id),
         "verdict": verdict.to_dict() if verdict and call.when == "call" else None,
         # The image could not be read, no engine, ...: shown once per image and cause.
-        "setup_error": {"message": str(error), "cause": error.cause, "where": [str(item.path), item.location[1]]}
+        "setup_error": {"message": str(error), "cause": error.cause, "where": str(item.path)}
         if isinstance(error, SetupError) else None,
     }
     if call.when == "call" and report.failed and verdict is not None and not verdict.ok \
@@ -195,6 +195,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             raise CheckFailed(verdict.explain())
         except CheckFailed:
             report.longrepr = item.repr_failure(pytest.ExceptionInfo.from_current())
+        crash = getattr(report.longrepr, "reprcrash", None)
+        if crash is not None:  # the short summary line: the message, not the whole evidence
+            crash.message = crash.message.splitlines()[0]
 
 
 class CheckFailed(pytest.fail.Exception):
@@ -233,9 +236,8 @@ class _Reporter:
             # then the controller each apply this, so it holds across workers too).
             key = (data["target"], error["cause"])
             if key in self._errors_shown:
-                path, lineno = error["where"]
-                report.outcome = "skipped"
-                report.longrepr = (path, lineno, f"Skipped: not run: {error['message']}")
+                report.outcome = "skipped"  # no line number: `-rs` folds them into one line
+                report.longrepr = (error["where"], None, f"Skipped: not run: {error['message']}")
             self._errors_shown.add(key)
         self.builder.add(report)
 

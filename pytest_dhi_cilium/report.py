@@ -15,6 +15,7 @@ _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 class ReportBuilder:
     def __init__(self) -> None:
         self.images: dict[str, dict] = {}
+        self._causes: dict[str, set[str]] = {}
 
     def add(self, report) -> None:
         """Fold one phase report (setup/call/teardown) of a suite test into the entry of its
@@ -30,7 +31,9 @@ class ReportBuilder:
         if error:
             # The check never ran (the image could not be read, no engine, ...): one error for
             # the image, and the check is listed in not_run.
-            if error["message"] not in image["errors"]:
+            causes = self._causes.setdefault(data["target"], set())
+            if error["cause"] not in causes:  # one per cause: the runtime tier's "no engine"
+                causes.add(error["cause"])    # repeats the image tier's for a daemon reference
                 image["errors"].append(error["message"])
             return
         outcome = _outcome(report)

@@ -48,8 +48,10 @@ def symlink(path: str, target: str) -> Member:
     return Member(path.lstrip("/"), "symlink", b"", 0o777, 0, 0, target)
 
 
-def hardlink(path: str, target: str) -> Member:
-    return Member(path.lstrip("/"), "hardlink", b"", 0o644, 0, 0, target.lstrip("/"))
+def hardlink(path: str, target: str, mode: int = 0o644) -> Member:
+    """``mode``: Docker applies a hard link header's mode to the shared inode (real archives
+    repeat the file's own mode there)."""
+    return Member(path.lstrip("/"), "hardlink", b"", mode, 0, 0, target.lstrip("/"))
 
 
 def whiteout(path: str) -> Member:
@@ -267,4 +269,23 @@ def dev_like(operator: bytes | str | os.PathLike, **overrides) -> ImageSpec:
              directory("usr/bin"), exe("usr/bin/dpkg"), exe("usr/bin/apt-get"), symlink("usr/bin/apt", "apt-get"),
              file("var/lib/dpkg/status", b"Package: base-files\n")]
     spec.layers = spec.layers + [shell]
+    return spec
+
+
+def busybox_applets() -> list[str]:
+    """Every applet of Debian's busybox-static (`busybox --list`): ~270 names."""
+    import subprocess
+
+    return subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+
+
+def busybox_like(operator: bytes | str | os.PathLike, **overrides) -> ImageSpec:
+    """An operator on the official busybox image's layout: /bin/busybox and a hard link in /bin
+    for each of its ~270 applets (sh, ash, ls, yes, init, ...), running as root."""
+    applets = [a for a in busybox_applets() if a != "busybox"]
+    shell = [directory("bin"), host_file("bin/busybox", BUSYBOX), *(hardlink(f"bin/{a}", "bin/busybox", 0o755) for a in applets)]
+    overrides.setdefault("env", ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                 "GOPS_CONFIG_DIR=/tmp/gops"])
+    spec = dhi_like(operator, tag_user="", **overrides)
+    spec.layers = [shell] + spec.layers
     return spec

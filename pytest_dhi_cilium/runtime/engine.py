@@ -48,6 +48,7 @@ class RunResult:
     start_error: str = ""
     seconds: float = 0.0
     running_at_end: bool = False  # still alive when observation stopped (long-running boots)
+    limit: float = 0.0  # the timeout it was killed at
     samples: list[dict] = field(default_factory=list)  # process observations while it ran
 
     @property
@@ -68,7 +69,7 @@ class RunResult:
         if self.start_error:
             return f"`{' '.join(self.argv)}` did not start: {self.start_error}"
         if self.timed_out:
-            return f"`{' '.join(self.argv)}` still running after {self.seconds:.0f}s: killed"
+            return f"`{' '.join(self.argv)}` still running after {self.limit or self.seconds:g}s: killed"
         return f"`{' '.join(self.argv)}` exited {self.exit_code} after {self.seconds:.1f}s"
 
 
@@ -172,7 +173,7 @@ class Engine:
                         result.running_at_end = True
                         wrapped.stop(timeout=5)
                         break
-            self._finish(container, result, running_since + timeout)
+            self._finish(container, result, running_since, timeout)
             return result
         finally:
             result.seconds = time.monotonic() - started
@@ -190,7 +191,7 @@ class Engine:
                 begun.append((container, result, started))
             for container, result, started in begun:
                 if not result.start_error:
-                    self._finish(container, result, started + timeout)
+                    self._finish(container, result, started, timeout)
                 result.seconds = time.monotonic() - started
             return [result for _, result, _ in begun]
         finally:
@@ -231,12 +232,13 @@ class Engine:
             raise
         return container, result
 
-    def _finish(self, container, result: RunResult, deadline: float) -> None:
-        """Wait for the exit until ``deadline`` (monotonic), kill it there, read its logs."""
+    def _finish(self, container, result: RunResult, since: float, timeout: float) -> None:
+        """Wait for the exit until ``timeout`` after ``since`` (monotonic), kill it there, read
+        its logs (bounded in bytes and in time: a killed runaway must not stall the check)."""
         import requests
 
         wrapped = container.get_wrapped_container()
-        remaining = max(1.0, deadline - time.monotonic())
+        remaining = max(1.0, since + timeout - time.monotonic())
         waiting_since = time.monotonic()
         try:
             result.exit_code = wrapped.wait(timeout=remaining)["StatusCode"]
@@ -245,7 +247,7 @@ class Engine:
             # clock tells a timeout from an engine that went away.
             if time.monotonic() - waiting_since < remaining * 0.9:
                 raise SourceError(f"lost the Docker engine while waiting: {_one_line(str(exc))}") from None
-            result.timed_out = True
+            result.timed_out, result.limit = True, timeout
             _kill(wrapped)
             result.exit_code = _exit_code(container)
         result.stdout = _capped_logs(wrapped, stdout=True)
@@ -282,14 +284,19 @@ class Engine:
 
 LOG_CAP = 1 << 20  # a runaway --help must not fill memory: the head is what messages show
 LOG_FILE_CAP = "8m"  # what the engine keeps per container
+LOG_READ_SECONDS = 2.0  # a flood of tiny lines costs Python time per line: stop reading there
 
 
 def _capped_logs(wrapped, stdout: bool = False, stderr: bool = False) -> str:
     data = bytearray()
+    deadline = time.monotonic() + LOG_READ_SECONDS
     for chunk in wrapped.logs(stdout=stdout, stderr=stderr, stream=True, follow=False):
         data += chunk
         if len(data) >= LOG_CAP:
             data = data[:LOG_CAP] + b"\n[... output cut at 1 MiB]"
+            break
+        if time.monotonic() > deadline:
+            data += f"\n[... output cut after {len(data)} bytes: read for {LOG_READ_SECONDS:g}s]".encode()
             break
     return data.decode("utf-8", "replace")
 
