@@ -245,8 +245,16 @@ class _Reporter:
         if getattr(self.config, "workerinput", None) is not None:
             return  # xdist workers ship their reports; only the controller writes
         from .report import write_json, write_markdown
+        from .targets import expand_targets
 
-        self.document = self.builder.document()
+        order = []
+        if not self.config.option.collectonly:
+            # Every image is in the report, even when -k, -x or an interrupt ran none of its checks.
+            targets = self.state.targets if self.state.targets is not None else expand_targets(self.state.settings)
+            for t in targets:
+                self.builder.expect(t.id, t.ref.raw, t.platform_text, self.state.settings.profile.name, list(t.tiers))
+                order.append(t.id)
+        self.document = self.builder.document(order)
         settings = self.state.settings
         if settings.report:
             write_json(self.document, settings.report)

@@ -21,10 +21,7 @@ class ReportBuilder:
         """Fold one phase report (setup/call/teardown) of a suite test into the entry of its
         check; the worst phase wins, so a teardown error is never hidden by a passed call."""
         data = report.dhi_cilium
-        image = self.images.setdefault(data["target"], {
-            "ref": data["ref"], "target": data["target"], "digest": "", "platform": data["platform"],
-            "variant": "", "profile": data["profile"], "tiers": data["tiers"], "errors": [], "checks": {},
-        })
+        image = self.expect(data["target"], data["ref"], data["platform"], data["profile"], data["tiers"])
         if data.get("image"):
             image.update(data["image"])
         error = data.get("setup_error")
@@ -57,9 +54,18 @@ class ReportBuilder:
             "test": report.nodeid.rsplit("::", 1)[-1],
         }
 
-    def document(self) -> dict:
+    def expect(self, target: str, ref: str, platform: str, profile: str, tiers: list[str]) -> dict:
+        """The entry of one image (and platform), created empty: an image whose checks were all
+        left out (-k, -x, Ctrl-C, SIGTERM) is still reported, with everything in not_run."""
+        return self.images.setdefault(target, {
+            "ref": ref, "target": target, "digest": "", "platform": platform, "variant": "",
+            "profile": profile, "tiers": tiers, "errors": [], "checks": {},
+        })
+
+    def document(self, order: list[str] = ()) -> dict:
         images = []
-        for image in self.images.values():
+        rank = {target: i for i, target in enumerate(order)}
+        for image in sorted(self.images.values(), key=lambda i: rank.get(i["target"], len(rank))):
             entry = dict(image)
             entry["checks"] = list(image["checks"].values())
             entry["result"], entry["not_run"] = _result(entry["checks"], image["tiers"], image["errors"])

@@ -183,7 +183,8 @@ def test_interrupted_run_leaves_no_container(signum, loaded_images, pytester, fa
     assert proc.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
     assert our_containers(ref) == []
     assert "KeyboardInterrupt" in (tmp_path / "out").read_text()
-    assert os.path.exists(tmp_path / "r.json")  # the report is still written
+    image, = json.loads((tmp_path / "r.json").read_text())["images"]  # the report is still written,
+    assert image["result"] == "incomplete" and "help" in image["not_run"]  # saying what did not run
 
 
 def test_docker_unreachable_errors_runtime_once_and_image_tier_runs(pytester, fake_operator, tmp_path, monkeypatch):

@@ -31,6 +31,22 @@ def test_cluster_tier_without_kind_or_helm_stops_with_one_message(pytester, monk
     assert "collected" not in result.stdout.str()
 
 
+def test_without_the_cluster_extra_no_option_of_pytest_kind_is_suggested(pytester, monkeypatch, tmp_path, k8s):
+    """Without pytest-kind (here: disabled) --kind-bin and --kind-kubectl-bin do not exist:
+    the message must not offer them; the cluster is named as with pytest-kind."""
+    archive, _ = k8s.tiny_docker_archive(tmp_path / "op.tar")
+    result = run(pytester, monkeypatch, k8s.fake_tools(tmp_path / "bin"), "-p", "no:pytest-kind",
+                 f"--dhi-image=docker-archive:{archive}", "--dhi-tier=cluster")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert errors == [
+        "ERROR: the cluster tier (a kind cluster named 'pytest-kind') cannot run; missing: "
+        "helm (not on PATH; install it or pass --helm-bin=PATH); "
+        "kind (not on PATH; install it); kubectl (not on PATH; install it); "
+        "docker (kind's node provider; not on PATH)"]
+    assert "--kind-bin" not in result.stderr.str()
+
+
 def test_the_message_comes_before_the_image_is_read(pytester, monkeypatch, tmp_path, k8s):
     bin_dir = k8s.fake_tools(tmp_path / "bin", "kind", "kubectl", "docker")
     result = run(pytester, monkeypatch, bin_dir, "--dhi-image=docker-archive:/no/such/op.tar", "--dhi-tier=image,cluster")
@@ -104,10 +120,10 @@ def test_settings_reuse_pytest_kind_options():
     assert (settings.timeout, settings.settle, settings.byo) == (600.0, 30.0, False)
 
 
-def test_settings_without_pytest_kind_installed_use_our_cluster_name():
+def test_settings_without_pytest_kind_installed_use_the_same_cluster_name():
     config = FakeConfig()
     del config.options["cluster_name"], config.options["keep_cluster"]
-    assert read_cluster_settings(config, which=which_all).cluster_name == "dhi-cilium"
+    assert read_cluster_settings(config, which=which_all).cluster_name == "pytest-kind"
 
 
 @pytest.mark.parametrize("options, message", [
