@@ -284,7 +284,7 @@ class Engine:
 
 LOG_CAP = 1 << 20  # a runaway --help must not fill memory: the head is what messages show
 LOG_FILE_CAP = "8m"  # what the engine keeps per container
-LOG_READ_SECONDS = 2.0  # a flood of tiny lines costs Python time per line: stop reading there
+LOG_READ_SECONDS = 1.0  # a flood of tiny lines costs Python time per line: stop reading there
 
 
 def _capped_logs(wrapped, stdout: bool = False, stderr: bool = False) -> str:
