@@ -192,7 +192,8 @@ class Engine:
             for container, result, started in begun:
                 if not result.start_error:
                     self._finish(container, result, started, timeout)
-                result.seconds = time.monotonic() - started
+                # The engine's own clock: how long the process ran, not how long the batch took.
+                result.seconds = _ran_for(container) or time.monotonic() - started
             return [result for _, result, _ in begun]
         finally:
             for container, _, _ in begun:
@@ -322,6 +323,25 @@ def _exit_code(container) -> int | None:
         return wrapped.attrs["State"]["ExitCode"]
     except Exception:
         return None
+
+
+def _ran_for(container) -> float | None:
+    """Seconds between the container's start and exit, as the engine recorded them."""
+    import datetime as dt
+
+    def parse(stamp: str) -> dt.datetime:  # RFC 3339 with nanoseconds: keep microseconds
+        return dt.datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00"))
+
+    try:
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        state = wrapped.attrs["State"]
+        if state["FinishedAt"].startswith("0001-"):
+            return None  # never started, or still running
+        seconds = (parse(state["FinishedAt"]) - parse(state["StartedAt"])).total_seconds()
+    except Exception:
+        return None
+    return max(seconds, 0.0)  # a process that exits at once can be recorded as finishing first
 
 
 def _one_line(text: str) -> str:
