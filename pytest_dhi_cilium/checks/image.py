@@ -119,7 +119,9 @@ class Provider:
 
 
 def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _findings(image: Image, names: frozenset[str],
@@ -130,7 +132,7 @@ def _findings(image: Image, names: frozenset[str],
     the others are returned apart. ``None`` searches the whole merged view (a shell off PATH
     still runs with --entrypoint)."""
     providers: dict[str, Provider] = {}
-    outside: list[Reach] = []
+    outside: list[tuple[str, Reach]] = []
     for entry in image.fs.walk():
         name = posixpath.basename(entry.path)
         if entry.kind == "symlink":
@@ -152,7 +154,7 @@ def _findings(image: Image, names: frozenset[str],
         if not reach.reason:
             continue
         if where is not None and posixpath.dirname(entry.path) not in where:
-            outside.append(reach)
+            outside.append((inode, reach))
             continue
         provider = providers.get(inode)
         if provider is None:
@@ -160,7 +162,9 @@ def _findings(image: Image, names: frozenset[str],
         provider.reaches.append(reach)
     for provider in providers.values():
         provider.reaches.sort(key=lambda r: r.path)
-    return sorted(providers.values(), key=lambda p: p.path), sorted(outside, key=lambda r: r.path)
+    # Outside paths to a program that is counted anyway (/etc/alternatives/dpkg) add nothing.
+    apart = [reach for inode, reach in outside if inode not in providers]
+    return sorted(providers.values(), key=lambda p: p.path), sorted(apart, key=lambda r: r.path)
 
 
 def shell_providers(image: Image) -> list[Provider]:
