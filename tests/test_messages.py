@@ -100,7 +100,8 @@ def test_the_hint_stays_out_of_projects_with_tests(pytester, files, argv):
 # -- failures read as the check's explanation ---------------------------------------------------
 
 
-def test_a_failure_shows_the_explanation_not_the_suite_source(pytester, archive, fake_operator):
+def test_a_failure_shows_the_explanation_not_the_suite_source(pytester, archive, fake_operator, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # the short summary line, untruncated
     ref = archive(ik.dev_like(fake_operator))
     result = pytester.runpytest("-p", "no:cacheprovider", f"--dhi-image={ref}", "--dhi-variant=runtime",
                                 "-k", "no_shell")

@@ -16,35 +16,25 @@ def run(pytester, monkeypatch, path_dir, *args):
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
-def test_cluster_tier_without_kind_or_helm_stops_with_one_message(pytester, monkeypatch, tmp_path, k8s):
+@pytest.mark.parametrize("plugins, kind_tools", [
+    ((), "kind (not on PATH; install it or pass --kind-bin=PATH); "
+         "kubectl (not on PATH; install it or pass --kind-kubectl-bin=PATH); "),
+    # Without pytest-kind (the cluster extra; here disabled) --kind-bin and --kind-kubectl-bin
+    # do not exist: not offered. The cluster is named as with pytest-kind.
+    (("-p", "no:pytest-kind"), "kind (not on PATH; install it); kubectl (not on PATH; install it); "),
+])
+def test_cluster_tier_without_kind_or_helm_stops_with_one_message(plugins, kind_tools, pytester, monkeypatch,
+                                                                   tmp_path, k8s):
     archive, _ = k8s.tiny_docker_archive(tmp_path / "op.tar")
-    result = run(pytester, monkeypatch, k8s.fake_tools(tmp_path / "bin"), f"--dhi-image=docker-archive:{archive}",
-                 "--dhi-tier=cluster")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    errors = [line for line in result.stderr.lines if line.strip()]
-    assert errors == [
-        "ERROR: the cluster tier (a kind cluster named 'pytest-kind') cannot run; missing: "
-        "helm (not on PATH; install it or pass --helm-bin=PATH); "
-        "kind (not on PATH; install it or pass --kind-bin=PATH); "
-        "kubectl (not on PATH; install it or pass --kind-kubectl-bin=PATH); "
-        "docker (kind's node provider; not on PATH)"]
-    assert "collected" not in result.stdout.str()
-
-
-def test_without_the_cluster_extra_no_option_of_pytest_kind_is_suggested(pytester, monkeypatch, tmp_path, k8s):
-    """Without pytest-kind (here: disabled) --kind-bin and --kind-kubectl-bin do not exist:
-    the message must not offer them; the cluster is named as with pytest-kind."""
-    archive, _ = k8s.tiny_docker_archive(tmp_path / "op.tar")
-    result = run(pytester, monkeypatch, k8s.fake_tools(tmp_path / "bin"), "-p", "no:pytest-kind",
+    result = run(pytester, monkeypatch, k8s.fake_tools(tmp_path / "bin"), *plugins,
                  f"--dhi-image=docker-archive:{archive}", "--dhi-tier=cluster")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if line.strip()]
     assert errors == [
         "ERROR: the cluster tier (a kind cluster named 'pytest-kind') cannot run; missing: "
-        "helm (not on PATH; install it or pass --helm-bin=PATH); "
-        "kind (not on PATH; install it); kubectl (not on PATH; install it); "
+        "helm (not on PATH; install it or pass --helm-bin=PATH); " + kind_tools +
         "docker (kind's node provider; not on PATH)"]
-    assert "--kind-bin" not in result.stderr.str()
+    assert "collected" not in result.stdout.str()
 
 
 def test_the_message_comes_before_the_image_is_read(pytester, monkeypatch, tmp_path, k8s):
