@@ -235,6 +235,11 @@ def test_missing_archive_is_one_error_and_every_check_not_run(run_suite, tmp_pat
                                  "SKIPPED [[]5[]] *dhi_image.py: not run: docker-archive:*: no such file*"])
 
 
+def test_one_error_per_image_also_across_xdist_workers(run_suite, tmp_path):
+    result, report = run_suite(f"docker-archive:{tmp_path}/nope.tar", args=("-n", "2"), subprocess=True)
+    assert_one_error(result, report, "no such file")
+
+
 def test_broken_archive_is_a_clear_error(run_suite, tmp_path):
     broken = tmp_path / "broken.tar"
     broken.write_bytes(b"this is not a tar" * 100)
