@@ -49,7 +49,7 @@ def test_dhi_like_image_passes_runtime_tier(docker_client, loaded_images, run_su
 
 def test_archive_input_is_loaded_untagged_and_removed(docker_client, run_suite, fake_operator, tmp_path,
                                                       our_containers):
-    spec = ik.dhi_like(fake_operator)
+    spec = ik.dhi_like(fake_operator, labels={"session": TEST_REPO})  # an image id only this run has
     archive = ik.write_docker_archive(tmp_path / "a.tar", spec, [f"{TEST_REPO}/never-tagged:1.18.3"])
     assert ik.image_id(spec) not in {i.id for i in docker_client.images.list(all=True)}
     result, report = runtime_report(run_suite, f"docker-archive:{archive}")
