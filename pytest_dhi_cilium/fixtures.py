@@ -1,8 +1,8 @@
 """The ``dhi_*`` fixtures the suite (and users' own tests) build on.
 
-Loading problems (a missing image, a broken archive, no Docker) end in ``pytest.fail`` with
-``pytrace=False``: each affected test shows one sentence, not a traceback, and the failure is
-cached by the session fixture so the image is not retried per test.
+Loading problems (a missing image, a broken archive, no Docker) raise ``SetupError``: one
+sentence, no traceback, cached by the session fixture so the image is not retried per test,
+and shown once per image (the plugin reports the other checks it stops as not run).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import pytest
 
 from .image.model import Image, build_image
 from .image.reference import image_tags
-from .image.sources import SourceError, open_source, reading
+from .image.sources import EngineUnreachable, SourceError, open_source, reading
 from .options import Settings
 from .settings import Expectations, decide_variant
-from .state import STATE_KEY, VERDICT_KEY, image_summary
+from .state import ENGINE_UNREACHABLE, STATE_KEY, VERDICT_KEY, SetupError, image_summary
 from .targets import Target
 from .verdict import Verdict
 
@@ -25,28 +25,32 @@ from .verdict import Verdict
 def dhi_settings(pytestconfig: pytest.Config) -> Settings:
     state = pytestconfig.stash.get(STATE_KEY, None)
     if state is None:
-        pytest.fail("no image to certify: pass --dhi-image=REF", pytrace=False)
+        raise SetupError("no image to certify: pass --dhi-image=REF")
     return state.settings
 
 
 @pytest.fixture(scope="session")
 def dhi_target(request: pytest.FixtureRequest) -> Target:
     """Overridden by parametrization (one value per image and platform)."""
-    pytest.fail("dhi_target is parametrized from --dhi-image; none was given", pytrace=False)
+    raise SetupError("dhi_target is parametrized from --dhi-image; none was given")
 
 
 @pytest.fixture(scope="session")
 def dhi_image(dhi_target: Target, dhi_settings: Settings) -> Image:
     """The image model: config plus merged filesystem, read once per target and session."""
     if dhi_target.error:
-        pytest.fail(dhi_target.error, pytrace=False)
+        raise SetupError(dhi_target.error)
     try:
         with reading(dhi_target.ref), open_source(dhi_target.read_ref, dhi_settings.pull,
                                                   dhi_settings.insecure_registries) as source:
-            image = build_image(dhi_target.ref.raw, source.read(dhi_target.platform))
+            return build_image(dhi_target.ref.raw, source.read(dhi_target.platform))
+    except EngineUnreachable as exc:
+        raise SetupError(f"{dhi_target.ref.raw}: {exc}; a Docker daemon reference is read through the "
+                            "engine: start it, or certify the image daemonless as an archive "
+                            "(docker save -o op.tar REF, then --dhi-image=docker-archive:op.tar)",
+                            cause=ENGINE_UNREACHABLE) from None
     except SourceError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    return image
+        raise SetupError(str(exc)) from None
 
 
 @pytest.fixture(scope="session")

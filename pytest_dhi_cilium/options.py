@@ -16,69 +16,78 @@ from .settings import Profile, ProfileError, load_profile
 
 TIERS = ("image", "runtime", "cluster")
 
-# (option, dest, env var, ini key, default, help). Options with an env var and ini key are the
-# "main" ones users set once per project or CI job.
+# (option, dest, env var, ini key, metavar, default, help). Options with an env var and ini key
+# are the "main" ones users set once per project or CI job.
 _MAIN = [
-    ("--dhi-image", "dhi_images", "DHI_IMAGE", "dhi_images", None,
+    ("--dhi-image", "dhi_images", "DHI_IMAGE", "dhi_images", "REF", None,
      "image to certify, repeatable: NAME[:TAG][@DIGEST] (Docker daemon), docker://REGISTRY/REPO:TAG "
      "(a registry, every platform), docker-archive:PATH, oci-archive:PATH or oci:DIR (daemonless). "
      "Env DHI_IMAGE takes a comma-separated list."),
-    ("--dhi-pull", "dhi_pull", "DHI_PULL", "dhi_pull", "missing",
-     "daemon references: pull when missing (default), always, or never"),
-    ("--dhi-profile", "dhi_profile", "DHI_PROFILE", "dhi_profile", "dhi",
-     "expectations: dhi (default), chainguard, upstream, or a TOML/YAML profile file"),
-    ("--dhi-variant", "dhi_variant", "DHI_VARIANT", "dhi_variant", "auto",
-     "auto (default: -dev tags / DHI labels mean dev), runtime, or dev"),
-    ("--dhi-platform", "dhi_platform", "DHI_PLATFORM", "dhi_platform", "all",
-     "multi-platform inputs: comma-separated os/arch[/variant] list, or all (default)"),
-    ("--dhi-tier", "dhi_tier", "DHI_TIER", "dhi_tier", "auto",
-     "comma-separated tiers among image, runtime, cluster; auto (default) = image, plus runtime "
-     "for Docker daemon references"),
-    ("--dhi-report", "dhi_report", "DHI_REPORT", "dhi_report", None,
+    ("--dhi-pull", "dhi_pull", "DHI_PULL", "dhi_pull", "missing|always|never", "missing",
+     "daemon references: when to pull"),
+    ("--dhi-profile", "dhi_profile", "DHI_PROFILE", "dhi_profile", "dhi|chainguard|upstream|FILE", "dhi",
+     "expectations: a built-in profile or a TOML/YAML profile file"),
+    ("--dhi-variant", "dhi_variant", "DHI_VARIANT", "dhi_variant", "auto|runtime|dev", "auto",
+     "auto: -dev tags and DHI shell/package-manager labels mean dev"),
+    ("--dhi-platform", "dhi_platform", "DHI_PLATFORM", "dhi_platform", "all|OS/ARCH[/VARIANT],...", "all",
+     "multi-platform inputs: the platforms to check"),
+    ("--dhi-tier", "dhi_tier", "DHI_TIER", "dhi_tier", "auto|TIER,...", "auto",
+     "tiers among image, runtime, cluster; auto = image, plus runtime for Docker daemon references"),
+    ("--dhi-report", "dhi_report", "DHI_REPORT", "dhi_report", "PATH.json", None,
      "write the JSON report (pytest-dhi-cilium/report/v1) to this path"),
-    ("--dhi-report-md", "dhi_report_md", "DHI_REPORT_MD", "dhi_report_md", None,
-     "write the Markdown summary to this path"),
-    ("--dhi-timeout", "dhi_timeout", "DHI_TIMEOUT", "dhi_timeout", "60",
-     "runtime tier: seconds one container may run before it is killed and the check fails"),
+    ("--dhi-report-md", "dhi_report_md", "DHI_REPORT_MD", "dhi_report_md", "PATH.md", None,
+     "write the Markdown report to this path"),
+    ("--dhi-timeout", "dhi_timeout", "DHI_TIMEOUT", "dhi_timeout", "SECONDS", "60",
+     "runtime tier: how long one container may run before it is killed and its check fails"),
 ]
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("dhi-cilium", "hardened Cilium operator image conformance")
-    for opt, dest, env, ini, default, help_text in _MAIN:
+    for opt, dest, env, ini, metavar, default, help_text in _MAIN:
         kwargs = {"action": "append"} if dest == "dhi_images" else {}
-        group.addoption(opt, dest=dest, default=None, help=f"{help_text} [env {env}, ini {ini}]",
-                        **kwargs)
+        shown = f"default: {default}; " if default is not None else ""
+        group.addoption(opt, dest=dest, default=None, metavar=metavar,
+                        help=f"{help_text} [{shown}env {env}, ini {ini}]", **kwargs)
         parser.addini(ini, help=help_text, type="linelist" if dest == "dhi_images" else "string",
                       default=[] if dest == "dhi_images" else "")
     group.addoption("--dhi-expect", dest="dhi_expect", action="append", default=[],
                     metavar="KEY=VALUE",
-                    help="override one profile key, e.g. uid=1000 or entrypoint='[\"/op\"]'")
+                    help="override one profile key, repeatable, e.g. uid=1000 or entrypoint='[\"/op\"]'")
     group.addoption("--dhi-no-suite", dest="dhi_no_suite", action="store_true",
                     help="do not collect the built-in suite (only provide the dhi_* fixtures)")
     group.addoption("--dhi-insecure-registry", dest="dhi_insecure_registries", action="append",
                     default=[], metavar="HOST[:PORT]",
                     help="docker:// references: talk to this registry over plain HTTP or unverified "
                          "TLS, as Docker's insecure-registries does (loopback always may); repeatable")
-    group.addoption("--dhi-reference-image", dest="dhi_reference_image", default=None,
+    group.addoption("--dhi-reference-image", dest="dhi_reference_image", default=None, metavar="REF",
                     help="runtime tier: the upstream image the hardened one replaces; their "
-                         "--help flag sets and versions are compared (reference-flags)")
-    group.addoption("--dhi-settle", dest="dhi_settle", default="15",
-                    help="operator-starts: seconds the operator must stay up (default 15)")
+                         "--help flag sets and versions are compared (reference-flags) [default: none]")
+    group.addoption("--dhi-settle", dest="dhi_settle", default="15", metavar="SECONDS",
+                    help="operator-starts: seconds the operator must stay up [default: 15]")
     group.addoption("--dhi-operator-arg", dest="dhi_operator_args", action="append", default=[],
-                    help="operator-starts: one more argument for the operator, repeatable")
+                    metavar="ARG", help="operator-starts: one more argument for the operator, repeatable")
 
 
-def _value(config: pytest.Config, dest: str, env: str, ini: str, default):
+def _value(config: pytest.Config, opt: str, dest: str, env: str, ini: str, default) -> tuple[object, str]:
+    """The value and where it came from, named as the user set it: ``--dhi-tier``,
+    ``DHI_TIER (environment variable)``, ``dhi_tier (ini key in pytest.ini)``."""
     cli = config.getoption(dest)
     if cli not in (None, []):
-        return cli
+        return cli, opt
     if os.environ.get(env):
-        return os.environ[env]
+        return os.environ[env], f"{env} (environment variable)"
     ini_value = config.getini(ini)
     if ini_value not in ("", [], None):
-        return ini_value
-    return default
+        where = f" in {os.path.basename(str(config.inipath))}" if config.inipath else ""
+        return ini_value, f"{ini} (ini key{where})"
+    return default, f"{opt} (default)"
+
+
+def _bad(source: str, value) -> str:
+    """``--dhi-tier='x'`` / ``DHI_TIER='x' (environment variable)``: the start of an error."""
+    name, _, kind = source.partition(" ")
+    return f"{name}={value!r}" + (f" {kind}" if kind else "")
 
 
 @dataclass(frozen=True)
@@ -105,9 +114,11 @@ class Settings:
 
 def read_settings(config: pytest.Config) -> Settings | None:
     """Settings from the command line, or None when no --dhi-image was given (plugin idle).
-    Every problem becomes a pytest.UsageError: one line, no traceback, exit code 4."""
-    values = {dest: _value(config, dest, env, ini, default)
-              for _, dest, env, ini, default, _ in _MAIN}
+    Every problem becomes a pytest.UsageError: one line naming where the bad value came from
+    (option, environment variable or ini key), no traceback, exit code 4."""
+    values, sources = {}, {}
+    for opt, dest, env, ini, _, default, _ in _MAIN:
+        values[dest], sources[dest] = _value(config, opt, dest, env, ini, default)
     images = values["dhi_images"]
     if isinstance(images, str):
         images = [i for i in images.replace(",", " ").split()]
@@ -115,9 +126,14 @@ def read_settings(config: pytest.Config) -> Settings | None:
         return None
     try:
         refs = tuple(parse_reference(i) for i in images)
+    except ReferenceError as exc:
+        where = sources["dhi_images"]
+        raise pytest.UsageError(str(exc) if where == "--dhi-image" else f"{where}: {exc}") from None
+    try:
         reference_image = (parse_reference(config.getoption("dhi_reference_image"))
                            if config.getoption("dhi_reference_image") else None)
-        profile = load_profile(values["dhi_profile"], config.getoption("dhi_expect"))
+        profile = load_profile(values["dhi_profile"], config.getoption("dhi_expect"),
+                               _bad(sources["dhi_profile"], values["dhi_profile"]))
     except (ReferenceError, ProfileError) as exc:
         raise pytest.UsageError(str(exc)) from None
     operator_args = tuple(config.getoption("dhi_operator_args") or ())
@@ -125,13 +141,9 @@ def read_settings(config: pytest.Config) -> Settings | None:
         from dataclasses import replace
 
         profile = replace(profile, operator_args=profile.operator_args + operator_args)
-    pull = values["dhi_pull"]
-    if pull not in ("missing", "always", "never"):
-        raise pytest.UsageError(f"--dhi-pull={pull!r}: expected missing, always or never")
-    variant = values["dhi_variant"]
-    if variant not in ("auto", "runtime", "dev"):
-        raise pytest.UsageError(f"--dhi-variant={variant!r}: expected auto, runtime or dev")
-    tiers = _tiers(values["dhi_tier"])
+    pull = _choice(values, sources, "dhi_pull", ("missing", "always", "never"))
+    variant = _choice(values, sources, "dhi_variant", ("auto", "runtime", "dev"))
+    tiers = _tiers(values["dhi_tier"], sources["dhi_tier"])
     platforms = None if values["dhi_platform"] == "all" else tuple(
         p.strip() for p in values["dhi_platform"].split(",") if p.strip())
     if platforms:
@@ -141,8 +153,8 @@ def read_settings(config: pytest.Config) -> Settings | None:
             try:
                 Platform.parse(p)
             except ValueError as exc:
-                raise pytest.UsageError(f"--dhi-platform: {exc}") from None
-    timeout = _seconds("--dhi-timeout", values["dhi_timeout"])
+                raise pytest.UsageError(f"{_bad(sources['dhi_platform'], values['dhi_platform'])}: {exc}") from None
+    timeout = _seconds(sources["dhi_timeout"], values["dhi_timeout"])
     settle = _seconds("--dhi-settle", config.getoption("dhi_settle"))
     insecure = tuple(h.strip() for v in config.getoption("dhi_insecure_registries") or ()
                      for h in v.split(",") if h.strip())
@@ -153,21 +165,28 @@ def read_settings(config: pytest.Config) -> Settings | None:
                     values["dhi_report_md"], timeout, reference_image, settle, operator_args, insecure)
 
 
-def _seconds(option: str, value) -> float:
+def _choice(values: dict, sources: dict, dest: str, allowed: tuple[str, ...]) -> str:
+    value = values[dest]
+    if value not in allowed:
+        raise pytest.UsageError(f"{_bad(sources[dest], value)}: expected {', '.join(allowed[:-1])} or {allowed[-1]}")
+    return value
+
+
+def _seconds(source: str, value) -> float:
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = float("nan")
     if not math.isfinite(seconds) or seconds <= 0:
-        raise pytest.UsageError(f"{option}={value!r}: expected a positive number of seconds")
+        raise pytest.UsageError(f"{_bad(source, value)}: expected a positive number of seconds")
     return seconds
 
 
-def _tiers(value: str) -> tuple[str, ...] | None:
+def _tiers(value: str, where: str = "--dhi-tier") -> tuple[str, ...] | None:
     if value == "auto":
         return None
     tiers = tuple(t.strip() for t in value.split(",") if t.strip())
     unknown = [t for t in tiers if t not in TIERS]
     if unknown or not tiers:
-        raise pytest.UsageError(f"--dhi-tier={value!r}: tiers are {', '.join(TIERS)} (or auto)")
+        raise pytest.UsageError(f"{_bad(where, value)}: tiers are {', '.join(TIERS)} (or auto)")
     return tiers

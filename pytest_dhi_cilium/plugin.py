@@ -15,7 +15,8 @@ from .fixtures import (dhi_expectations, dhi_image, dhi_record, dhi_settings,  #
 from .runtime.fixtures import (dhi_engine, dhi_help_run, dhi_operator_run,  # noqa: F401
                                dhi_reference_runs, dhi_restricted_run, dhi_runnable,
                                dhi_shell_runs, dhi_version_run)
-from .state import STATE_KEY, VERDICT_KEY, DhiState
+from .image.reference import REGISTRY
+from .state import STATE_KEY, VERDICT_KEY, SetupError, DhiState
 from .verdict import CHECK_TIERS
 
 SUITE_DIR = Path(__file__).parent / "suite"
@@ -136,11 +137,33 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if state is None:
         return []
     s = state.settings
-    tiers = ",".join(s.tiers) if s.tiers else "auto (image; +runtime for daemon references)"
+    lines = [f"dhi-cilium: profile {s.profile.name}, variant {s.variant}, platforms "
+             f"{','.join(s.platforms) if s.platforms else 'all'}; {len(s.images)} image(s):"]
+    for ref in s.images:  # which tiers apply to this image, and why
+        if s.tiers is not None:
+            why = "as --dhi-tier asks"
+        elif ref.daemonless:
+            what = "a registry image" if ref.transport == REGISTRY else "an archive"
+            why = f"{what} is read without an engine; --dhi-tier=image,runtime adds the runtime tier"
+        else:
+            why = "a Docker daemon reference: the engine that holds it runs it too"
+        lines.append(f"dhi-cilium:   {ref.raw}: tiers {', '.join(s.tiers_for(ref))} ({why})")
     note = config.stash.get(_XDIST_NOTE, "")
-    return [f"dhi-cilium: {len(s.images)} image(s), profile {s.profile.name}, variant {s.variant}, "
-            f"tiers {tiers}, platforms {','.join(s.platforms) if s.platforms else 'all'}"] + \
-        ([f"dhi-cilium: {note}"] if note else [])
+    return lines + ([f"dhi-cilium: {note}"] if note else [])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Plain `pytest` where nothing is collected (the plugin installed, no --dhi-image, no tests
+    of the user's): say how to point it at an image. Silent whenever anything was collected,
+    deselected or named on the command line, so projects with tests never see it."""
+    if config.stash.get(STATE_KEY, None) is not None or exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED \
+            or getattr(config, "workerinput", None) is not None or terminalreporter.stats.get("deselected") \
+            or config.args_source == pytest.Config.ArgsSource.ARGS:
+        return
+    terminalreporter.write_line(
+        "dhi-cilium: no image to certify. Point pytest at one: pytest --dhi-image=REF, where REF is "
+        "NAME[:TAG] (Docker daemon), docker-archive:PATH, oci-archive:PATH or oci:DIR "
+        "(see pytest --help, dhi-cilium section)")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -155,6 +178,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     state = item.config.stash[STATE_KEY]
     verdict = item.stash.get(VERDICT_KEY, None)
     check = marker.args[0]
+    error = call.excinfo.value if call.excinfo is not None else None
     # A plain attribute survives xdist's report serialization (JSON-able values only).
     report.dhi_cilium = {
         "check": check,
@@ -166,7 +190,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         "tiers": list(target.tiers),
         "image": state.meta.get(target.id),
         "verdict": verdict.to_dict() if verdict and call.when == "call" else None,
+        # The image could not be read, no engine, ...: shown once per image and cause.
+        "setup_error": {"message": str(error), "cause": error.cause, "where": str(item.path)}
+        if isinstance(error, SetupError) else None,
     }
+    if call.when == "call" and report.failed and verdict is not None and not verdict.ok \
+            and not _plugin_debugging(item.config):
+        # The suite's source and its fixtures' reprs mean nothing to a user of the plugin: the
+        # failure is the verdict's explanation (message, expectation, evidence), as in JUnit.
+        try:
+            raise CheckFailed(verdict.explain())
+        except CheckFailed:
+            report.longrepr = item.repr_failure(pytest.ExceptionInfo.from_current())
+        crash = getattr(report.longrepr, "reprcrash", None)
+        if crash is not None:  # the short summary line: the message, not the whole evidence
+            crash.message = crash.message.splitlines()[0]
+
+
+class CheckFailed(pytest.fail.Exception):
+    __module__ = "builtins"  # "CheckFailed: <check>: <message>" in the short summary
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, pytrace=False)
+
+
+def _plugin_debugging(config: pytest.Config) -> bool:
+    """``--tb=long``/``--tb=native`` or ``-vv``: show pytest's own traceback of the suite."""
+    return config.getoption("tbstyle", "auto") in ("long", "native") or config.getoption("verbose", 0) >= 2
 
 
 class _PinForWorkers:
@@ -194,17 +244,39 @@ class _Reporter:
         self.builder = ReportBuilder()
         self.document: dict | None = None
         self.moved: dict[str, str] = {}  # registry reference -> its tag moved during the run
+        self._errors_shown: set[tuple[str, str]] = set()
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if getattr(report, "dhi_cilium", None) is not None:
-            self.builder.add(report)
+        data = getattr(report, "dhi_cilium", None)
+        if data is None:
+            return
+        error = data.get("setup_error")
+        if error and report.when == "setup" and report.failed:
+            # One error per image and cause: the checks it stops after the first are skipped
+            # as not run (before the terminal, JUnit or -x see the report; xdist workers and
+            # then the controller each apply this, so it holds across workers too).
+            key = (data["target"], error["cause"])
+            if key in self._errors_shown:
+                report.outcome = "skipped"  # no line number: `-rs` folds them into one line
+                report.longrepr = (error["where"], None, f"Skipped: not run: {error['message']}")
+            self._errors_shown.add(key)
+        self.builder.add(report)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if getattr(self.config, "workerinput", None) is not None:
             return  # xdist workers ship their reports; only the controller writes
         from .report import write_json, write_markdown
+        from .targets import expand_targets
 
-        self.document = self.builder.document()
+        order = []
+        if not self.config.option.collectonly:
+            # Every image is in the report, even when -k, -x or an interrupt ran none of its checks.
+            targets = self.state.targets if self.state.targets is not None else expand_targets(self.state.settings, self.state.pins)
+            for t in targets:
+                self.builder.expect(t.id, t.ref.raw, t.platform_text, self.state.settings.profile.name, list(t.tiers))
+                order.append(t.id)
+        self.document = self.builder.document(order)
         settings = self.state.settings
         if self.state.pins:
             from .targets import moved_tags
@@ -226,11 +298,14 @@ class _Reporter:
             counts: dict[str, int] = {}
             for check in image["checks"]:
                 counts[check["outcome"]] = counts.get(check["outcome"], 0) + 1
-            tally = ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+            tally = ", ".join([f"{n} {o}" for o, n in sorted(counts.items())]
+                              + ([f"{len(image['not_run'])} not run"] if image["not_run"] else []))
             where = f" ({image['platform']})" if image["platform"] else ""
             terminalreporter.write_line(
                 f"{image['result'].upper():10} {image['ref']}{where} "
                 f"variant={image['variant'] or '?'} profile={image['profile']}: {tally}")
+            for error in image["errors"]:
+                terminalreporter.write_line(f"    error    {error}")
             for check in image["checks"]:
                 if check["outcome"] != "passed":  # failures, errors and skips, each with its why
                     terminalreporter.write_line(f"    {check['outcome']:8} {check['id']}: {check['message']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from .verdict import CHECK_TIERS
 
@@ -14,18 +15,24 @@ _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 class ReportBuilder:
     def __init__(self) -> None:
         self.images: dict[str, dict] = {}
+        self._causes: dict[str, set[str]] = {}
 
     def add(self, report) -> None:
         """Fold one phase report (setup/call/teardown) of a suite test into the entry of its
         check; the worst phase wins, so a teardown error is never hidden by a passed call."""
         data = report.dhi_cilium
-        image = self.images.setdefault(data["target"], {
-            "ref": data["ref"], "target": data["target"], "digest": "", "index_digest": "",
-            "platform": data["platform"],
-            "variant": "", "profile": data["profile"], "tiers": data["tiers"], "checks": {},
-        })
+        image = self.expect(data["target"], data["ref"], data["platform"], data["profile"], data["tiers"])
         if data.get("image"):
             image.update(data["image"])
+        error = data.get("setup_error")
+        if error:
+            # The check never ran (the image could not be read, no engine, ...): one error for
+            # the image, and the check is listed in not_run.
+            causes = self._causes.setdefault(data["target"], set())
+            if error["cause"] not in causes:  # one per cause: the runtime tier's "no engine"
+                causes.add(error["cause"])    # repeats the image tier's for a daemon reference
+                image["errors"].append(error["message"])
+            return
         outcome = _outcome(report)
         if outcome is None:
             return
@@ -43,15 +50,25 @@ class ReportBuilder:
             "evidence": verdict.get("evidence", []) or _error_evidence(report, outcome),
             "expectation": verdict.get("expectation", ""),
             "notes": verdict.get("notes", []),
+            "details": verdict.get("details", {}),
             "test": report.nodeid.rsplit("::", 1)[-1],
         }
 
-    def document(self) -> dict:
+    def expect(self, target: str, ref: str, platform: str, profile: str, tiers: list[str]) -> dict:
+        """The entry of one image (and platform), created empty: an image whose checks were all
+        left out (-k, -x, Ctrl-C, SIGTERM) is still reported, with everything in not_run."""
+        return self.images.setdefault(target, {
+            "ref": ref, "target": target, "digest": "", "index_digest": "", "platform": platform, "variant": "",
+            "profile": profile, "tiers": tiers, "errors": [], "checks": {},
+        })
+
+    def document(self, order: list[str] = ()) -> dict:
         images = []
-        for image in self.images.values():
+        rank = {target: i for i, target in enumerate(order)}
+        for image in sorted(self.images.values(), key=lambda i: rank.get(i["target"], len(rank))):
             entry = dict(image)
             entry["checks"] = list(image["checks"].values())
-            entry["result"], entry["not_run"] = _result(entry["checks"], image["tiers"])
+            entry["result"], entry["not_run"] = _result(entry["checks"], image["tiers"], image["errors"])
             images.append(entry)
         return {"schema": SCHEMA, "images": images}
 
@@ -89,15 +106,17 @@ def _error_evidence(report, outcome: str) -> list[str]:
 OPTIONAL_CHECKS = frozenset({"reference-flags", "upgrade-from-upstream"})
 
 
-def _result(checks: list[dict], tiers: list[str]) -> tuple[str, list[str]]:
-    """``fail`` if anything failed or errored; ``pass`` only if every check of the image's
-    tiers ran and passed (optional ones may skip); otherwise ``incomplete`` — with what did not
-    run (deselected with -k, stopped by -x or Ctrl-C, skipped)."""
+def _result(checks: list[dict], tiers: list[str], errors: list[str] = ()) -> tuple[str, list[str]]:
+    """``fail`` if the image could not be checked or anything failed or errored; ``pass`` only
+    if every check of the image's tiers ran and passed (optional ones may skip); otherwise
+    ``incomplete``. ``not_run`` always lists what did not run — deselected with -k, stopped by
+    -x, Ctrl-C or SIGTERM, stopped by an error, skipped — whatever the result."""
     outcomes = {c["id"]: c["outcome"] for c in checks}
-    if {"error", "failed"} & set(outcomes.values()):
-        return "fail", []
-    expected = [c for c, tier in CHECK_TIERS.items() if tier in tiers and c not in OPTIONAL_CHECKS]
-    not_run = [c for c in expected if outcomes.get(c) != "passed"]
+    expected = [c for c, tier in CHECK_TIERS.items() if tier in tiers]
+    not_run = [c for c in expected
+               if c not in outcomes or (outcomes[c] == "skipped" and c not in OPTIONAL_CHECKS)]
+    if errors or {"error", "failed"} & set(outcomes.values()):
+        return "fail", not_run
     return ("incomplete" if not_run or not outcomes else "pass"), not_run
 
 
@@ -116,38 +135,56 @@ def render_markdown(document: dict) -> str:
     lines += ["| image | platform | variant | profile | digest | result |",
               "|---|---|---|---|---|---|"]
     for image in document["images"]:
-        lines.append(f"| `{_cell(image['ref'])}` | {image['platform'] or '-'} | {image['variant'] or '-'} | "
-                     f"{image['profile']} | `{image['digest'] or '-'}` | **{image['result'].upper()}** |")
+        lines.append(f"| {_code(image['ref'])} | {image['platform'] or '-'} | {image['variant'] or '-'} | "
+                     f"{image['profile']} | {_code(image['digest'] or '-')} | **{image['result'].upper()}** |")
     for image in document["images"]:
         title = image["ref"] + (f" ({image['platform']})" if image["platform"] else "")
-        lines += ["", f"## {title}", ""]
+        lines += ["", f"## {_text(title)}", ""]
         if image.get("variant_reason"):
-            lines.append(f"Variant **{image['variant']}** ({image['variant_reason']}); "
+            lines.append(f"Variant **{image['variant']}** ({_text(image['variant_reason'])}); "
                          f"profile **{image['profile']}**; tiers {', '.join(image['tiers'])}.")
             lines.append("")
         if image.get("index_digest"):
             lines += [f"Index `{image['index_digest']}`, this platform's manifest `{image['digest']}`, "
                       f"config `{image.get('config_digest') or '-'}`.", ""]
-        lines += ["| check | tier | outcome | message |", "|---|---|---|---|"]
+        for error in image.get("errors") or []:
+            lines += [f"**Error:** {_text(error)}", ""]
+        if image["checks"]:
+            lines += ["| check | tier | outcome | message |", "|---|---|---|---|"]
         for check in image["checks"]:
             lines.append(f"| `{check['id']}` | {check['tier']} | {_ICON[check['outcome']]} | {_cell(check['message'])} |")
         details = [c for c in image["checks"] if c["outcome"] != "passed" and (c["evidence"] or c["expectation"])]
         if details:
             lines += ["", "### Evidence", ""]
         for check in details:
-            lines.append(f"- **{check['id']}** ({check['outcome']}): {check['message']}")
+            lines.append(f"- **{check['id']}** ({check['outcome']}): {_text(check['message'])}")
             if check["expectation"]:
-                lines.append(f"  - expected: {check['expectation']}")
-            lines += [f"  - `{_cell(e)}`" for e in check["evidence"]]
+                lines.append(f"  - expected: {_text(check['expectation'])}")
+            lines += [f"  - {_code(e)}" for e in check["evidence"]]
         if image.get("not_run"):
-            lines.append(f"\nNot run: {', '.join(image['not_run'])} — the result is INCOMPLETE.")
+            lines.append(f"\nNot run: {', '.join(image['not_run'])} — the result is {image['result'].upper()}.")
         for warning in image.get("warnings") or []:
-            lines.append(f"- warning: {warning}")
+            lines.append(f"- warning: {_text(warning)}")
     return "\n".join(lines) + "\n"
 
 
+def _text(text: str) -> str:
+    """Free text on one line: its own backticks stay literal (an odd one would otherwise open
+    a code span that swallows the rest of the line)."""
+    return str(text).replace("\n", " ").replace("`", "\\`")
+
+
 def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return _text(text).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """A code span that holds any text: fenced by one more backtick than the longest run
+    inside it, padded when it starts or ends with one (CommonMark), pipes escaped for tables."""
+    text = str(text).replace("\n", " ").replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def write_markdown(document: dict, path: str) -> None:

@@ -59,21 +59,21 @@ BUILTIN_PROFILES: dict[str, Profile] = {
 _KEYS = {f.name for f in fields(Profile)}
 
 
-def load_profile(spec: str, overrides: list[str] | None = None) -> Profile:
-    """``spec`` is a built-in name or a TOML/YAML file; ``overrides`` are KEY=VALUE strings."""
+def load_profile(spec: str, overrides: list[str] | None = None, shown: str = "") -> Profile:
+    """``spec`` is a built-in name or a TOML/YAML file; ``overrides`` are KEY=VALUE strings;
+    ``shown`` is how errors name the setting (``DHI_PROFILE='x' (environment variable)``)."""
     if spec in BUILTIN_PROFILES:
         profile = BUILTIN_PROFILES[spec]
     elif os.path.isfile(spec):
         profile = _from_file(spec)
     else:
-        raise ProfileError(
-            f"--dhi-profile={spec!r}: not one of {', '.join(BUILTIN_PROFILES)} and no such file"
-        )
+        raise ProfileError(f"{shown or f'--dhi-profile={spec!r}'}: not one of "
+                           f"{', '.join(BUILTIN_PROFILES)} and no such file")
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise ProfileError(f"--dhi-expect {item!r}: expected KEY=VALUE")
-        profile = _with(profile, key.strip().replace("-", "_"), _parse_cli_value(value), item)
+        profile = _with(profile, key.strip().replace("-", "_"), _parse_cli_value(value), f"--dhi-expect {item!r}")
     return profile
 
 
@@ -117,10 +117,17 @@ def _parse_cli_value(value: str) -> Any:
 def _with(profile: Profile, key: str, value: Any, where: str) -> Profile:
     if key not in _KEYS or key == "name":
         raise ProfileError(f"{where}: unknown profile key {key!r} (known: {', '.join(sorted(_KEYS - {'name'}))})")
-    try:
-        if key in ("uid", "gid"):
+    if key in ("uid", "gid"):
+        try:
             value = None if value in (None, "", "none", "any") else int(value)
-        elif key in ("entrypoint", "help_flags", "operator_args"):
+        except (TypeError, ValueError):
+            raise ProfileError(f"{where}: {key} must be a number such as 65532, or none for no "
+                               f"expectation") from None
+        if value is not None and value < 0:
+            raise ProfileError(f"{where}: {key} must not be negative")
+        return replace(profile, **{key: value})
+    try:
+        if key in ("entrypoint", "help_flags", "operator_args"):
             if isinstance(value, str):
                 value = [value] if value else []
             value = tuple(str(v) for v in value)

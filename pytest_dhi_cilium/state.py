@@ -23,6 +23,20 @@ class DhiState:
 STATE_KEY = pytest.StashKey[DhiState]()
 VERDICT_KEY = pytest.StashKey[Verdict]()
 
+ENGINE_UNREACHABLE = "engine-unreachable"  # one cause, whichever tier met it first
+
+
+class SetupError(pytest.fail.Exception):
+    """A check cannot run at all: the image cannot be read, no Docker engine, ... One
+    sentence, no traceback. The plugin shows it once per image (and cause); every other check
+    it stops is reported as not run. Raise it ``from None``: no exception chain to print."""
+
+    __module__ = "builtins"  # as pytest's own Failed: "SetupError: <sentence>" in summaries
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message, pytrace=False)
+        self.cause = cause or message
+
 
 def image_summary(target: Target, image, expectations) -> dict:
     return {

@@ -42,6 +42,9 @@ class Verdict:
     evidence: tuple[str, ...] = ()
     expectation: str = ""
     notes: tuple[str, ...] = field(default=())
+    # Structured, complete evidence for the JSON report (e.g. every link to a shell provider);
+    # ``evidence`` stays short enough for a terminal.
+    details: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.check not in CHECK_TIERS:
@@ -68,6 +71,7 @@ class Verdict:
             "expectation": self.expectation,
             "evidence": list(self.evidence),
             "notes": list(self.notes),
+            "details": self.details,
         }
 
 

@@ -22,7 +22,16 @@ if ! command -v dockerd >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
 fi
 
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+# Without procps (pgrep): a minimal Debian has none. /proc tells the same.
+dockerd_running() {
+  local comm
+  for comm in /proc/[0-9]*/comm; do
+    [ "$(cat "$comm" 2>/dev/null)" = dockerd ] && return 0
+  done
+  return 1
+}
+
+if ! dockerd_running; then
   echo "ensure-docker: starting dockerd (log: $log)"
   # setsid: dockerd must outlive this script and the shell that ran it.
   as_root setsid dockerd >"$log" 2>&1 < /dev/null &

@@ -135,3 +135,18 @@ def outcomes(report: dict, image_index: int = 0) -> dict[str, str]:
 
 def check(report: dict, check_id: str, image_index: int = 0) -> dict:
     return next(c for c in report["images"][image_index]["checks"] if c["id"] == check_id)
+
+
+def assert_one_error(result, report, sentence: str, not_run: int = 6, skipped: int = 5) -> str:
+    """An image that cannot be read: one error, one sentence, once — the checks it stops are
+    skipped as not run (never passing), in the terminal and in the report."""
+    result.assert_outcomes(errors=1, skipped=skipped)
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "Traceback" not in out and "During handling" not in out
+    assert out.count("ERROR at setup") == 1
+    image = report["images"][0]
+    assert len(image["errors"]) == 1 and sentence in image["errors"][0], image["errors"]
+    assert image["checks"] == [] and image["result"] == "fail"
+    assert len(image["not_run"]) == not_run
+    return image["errors"][0]

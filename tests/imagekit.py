@@ -48,8 +48,10 @@ def symlink(path: str, target: str) -> Member:
     return Member(path.lstrip("/"), "symlink", b"", 0o777, 0, 0, target)
 
 
-def hardlink(path: str, target: str) -> Member:
-    return Member(path.lstrip("/"), "hardlink", b"", 0o644, 0, 0, target.lstrip("/"))
+def hardlink(path: str, target: str, mode: int = 0o644) -> Member:
+    """``mode``: Docker applies a hard link header's mode to the shared inode (real archives
+    repeat the file's own mode there)."""
+    return Member(path.lstrip("/"), "hardlink", b"", mode, 0, 0, target.lstrip("/"))
 
 
 def whiteout(path: str) -> Member:
@@ -99,9 +101,25 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+_DIGESTS: dict[Path, str] = {}
+
+
+def layer_digest(blob: bytes | Path) -> str:
+    """A layer's diff_id: of the bytes, or streamed from a tar file (hashed once per path)."""
+    if not isinstance(blob, Path):
+        return sha256(blob)
+    if blob not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(blob, "rb") as data:
+            for chunk in iter(lambda: data.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[blob] = "sha256:" + h.hexdigest()
+    return _DIGESTS[blob]
+
+
 @dataclass
 class ImageSpec:
-    layers: list[list[Member]]
+    layers: list[list[Member] | Path]  # members, or an uncompressed layer tar already on disk
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
     user: str = ""
@@ -112,15 +130,15 @@ class ImageSpec:
     architecture: str = "amd64"
     variant: str = ""
 
-    def layer_blobs(self) -> list[bytes]:
-        return [layer_tar(members) for members in self.layers]
+    def layer_blobs(self) -> list[bytes | Path]:
+        return [layer if isinstance(layer, Path) else layer_tar(layer) for layer in self.layers]
 
-    def config(self, blobs: list[bytes]) -> bytes:
+    def config(self, blobs: list[bytes | Path]) -> bytes:
         config = {"Env": self.env, "Labels": self.labels or None, "User": self.user,
                   "WorkingDir": self.working_dir, "Entrypoint": self.entrypoint, "Cmd": self.cmd}
         doc = {"architecture": self.architecture, "os": self.os, "config": config,
                "created": "2025-01-01T00:00:00Z",
-               "rootfs": {"type": "layers", "diff_ids": [sha256(b) for b in blobs]},
+               "rootfs": {"type": "layers", "diff_ids": [layer_digest(b) for b in blobs]},
                "history": [{"created_by": f"layer {i}"} for i in range(len(blobs))]}
         if self.variant:
             doc["variant"] = self.variant
@@ -136,17 +154,31 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def write_docker_archive(path: str | os.PathLike, spec: ImageSpec, tags: list[str] | None = None,
                          extra_members: list[Member] = ()) -> Path:
     """The legacy `docker save` layout (what Engine 20.10 writes and loads)."""
-    blobs = spec.layer_blobs()
-    config = spec.config(blobs)
-    config_name = hashlib.sha256(config).hexdigest() + ".json"
-    layer_names = []
+    return write_docker_archive_images(path, [(spec, tags)], extra_members)
+
+
+def write_docker_archive_images(path: str | os.PathLike, images: list[tuple[ImageSpec, list[str] | None]],
+                                extra_members: list[Member] = ()) -> Path:
+    """Several images in one `docker save` archive (select one as docker-archive:PATH:NAME:TAG),
+    layers they share stored once; a layer given as a tar file is streamed from disk."""
+    manifest, written = [], set()
     with tarfile.open(path, "w") as tar:
-        for blob in blobs:
-            name = f"{hashlib.sha256(blob).hexdigest()}/layer.tar"
-            _add(tar, name, blob)
-            layer_names.append(name)
-        _add(tar, config_name, config)
-        manifest = [{"Config": config_name, "RepoTags": tags, "Layers": layer_names}]
+        for spec, tags in images:
+            blobs = spec.layer_blobs()
+            config = spec.config(blobs)
+            layer_names = []
+            for blob in blobs:
+                name = f"{layer_digest(blob).split(':')[1]}/layer.tar"
+                if name not in written:
+                    if isinstance(blob, Path):
+                        tar.add(blob, arcname=name)
+                    else:
+                        _add(tar, name, blob)
+                    written.add(name)
+                layer_names.append(name)
+            config_name = hashlib.sha256(config).hexdigest() + ".json"
+            _add(tar, config_name, config)
+            manifest.append({"Config": config_name, "RepoTags": tags, "Layers": layer_names})
         _add(tar, "manifest.json", json.dumps(manifest).encode())
         for m in extra_members:
             _add(tar, m.name, m.data)
@@ -267,4 +299,23 @@ def dev_like(operator: bytes | str | os.PathLike, **overrides) -> ImageSpec:
              directory("usr/bin"), exe("usr/bin/dpkg"), exe("usr/bin/apt-get"), symlink("usr/bin/apt", "apt-get"),
              file("var/lib/dpkg/status", b"Package: base-files\n")]
     spec.layers = spec.layers + [shell]
+    return spec
+
+
+def busybox_applets() -> list[str]:
+    """Every applet of Debian's busybox-static (`busybox --list`): ~270 names."""
+    import subprocess
+
+    return subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+
+
+def busybox_like(operator: bytes | str | os.PathLike, **overrides) -> ImageSpec:
+    """An operator on the official busybox image's layout: /bin/busybox and a hard link in /bin
+    for each of its ~270 applets (sh, ash, ls, yes, init, ...), running as root."""
+    applets = [a for a in busybox_applets() if a != "busybox"]
+    shell = [directory("bin"), host_file("bin/busybox", BUSYBOX), *(hardlink(f"bin/{a}", "bin/busybox", 0o755) for a in applets)]
+    overrides.setdefault("env", ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                 "GOPS_CONFIG_DIR=/tmp/gops"])
+    spec = dhi_like(operator, tag_user="", **overrides)
+    spec.layers = [shell] + spec.layers
     return spec

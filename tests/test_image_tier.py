@@ -6,7 +6,7 @@ import json
 import pytest
 
 import imagekit as ik
-from conftest import check, outcomes
+from conftest import assert_one_error, check, outcomes
 
 ALL_IMAGE_CHECKS = {"no-shell", "no-package-manager", "nonroot-user", "entrypoint",
                     "operator-binary", "gops-writable"}
@@ -78,7 +78,8 @@ def test_dev_like_image_forced_to_runtime_variant_fails_with_evidence(run_suite,
     pm = " ".join(check(report, "no-package-manager")["evidence"])
     assert "/usr/bin/dpkg" in pm and "/usr/bin/apt-get" in pm and "/usr/bin/apt -> apt-get" in pm
     assert "/var/lib/dpkg/status" not in pm  # a database is not a package manager
-    result.stdout.fnmatch_lines(["*no-shell: * shell(s) found*", "*busybox provides sh*"])
+    result.stdout.fnmatch_lines(["*no-shell: 1 shell provider found: /bin/busybox, reachable as /bin/sh*",
+                                 "*busybox provides sh*"])
 
 
 def test_dev_label_makes_auto_variant_dev(run_suite, archive, fake_operator):
@@ -209,22 +210,26 @@ def test_markdown_report_lists_failures_with_evidence(run_suite, archive, fake_o
     assert "busybox provides sh" in text and "**FAIL**" in text
 
 
-def test_missing_archive_errors_every_check_with_one_sentence(run_suite, tmp_path):
-    result, report = run_suite(f"docker-archive:{tmp_path}/nope.tar")
-    result.assert_outcomes(errors=6)
-    assert result.ret == 1
-    result.stdout.fnmatch_lines([f"*docker-archive:{tmp_path}/nope.tar: no such file*"])
-    assert "Traceback" not in result.stdout.str()
-    assert {c["outcome"] for c in report["images"][0]["checks"]} == {"error"}
-    assert "no such file" in report["images"][0]["checks"][0]["message"]
+def test_missing_archive_is_one_error_and_every_check_not_run(run_suite, tmp_path):
+    result, report = run_suite(f"docker-archive:{tmp_path}/nope.tar", args=("-rs",))
+    assert_one_error(result, report, f"docker-archive:{tmp_path}/nope.tar: no such file")
+    result.stdout.fnmatch_lines([f"docker-archive:{tmp_path}/nope.tar: no such file*",  # the error, once
+                                 "*    error    docker-archive:*nope.tar: no such file*",  # the summary
+                                 "*    not run  no-shell, no-package-manager, nonroot-user, entrypoint, "
+                                 "operator-binary, gops-writable",
+                                 "SKIPPED [[]5[]] *dhi_image.py: not run: docker-archive:*: no such file*"])
+
+
+def test_one_error_per_image_also_across_xdist_workers(run_suite, tmp_path):
+    result, report = run_suite(f"docker-archive:{tmp_path}/nope.tar", args=("-n", "2"), subprocess=True)
+    assert_one_error(result, report, "no such file")
 
 
 def test_broken_archive_is_a_clear_error(run_suite, tmp_path):
     broken = tmp_path / "broken.tar"
     broken.write_bytes(b"this is not a tar" * 100)
     result, report = run_suite(f"docker-archive:{broken}")
-    result.assert_outcomes(errors=6)
-    assert "is not a readable tar archive" in report["images"][0]["checks"][0]["message"]
+    assert_one_error(result, report, "is not a readable tar archive")
 
 
 def test_truncated_layer_is_a_clear_error(run_suite, tmp_path, fake_operator):
@@ -232,17 +237,30 @@ def test_truncated_layer_is_a_clear_error(run_suite, tmp_path, fake_operator):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # cuts the operator layer
     result, report = run_suite(f"docker-archive:{path}")
-    assert result.ret == 1
-    message = report["images"][0]["checks"][0]["message"]
+    message = report["images"][0]["errors"][0]
+    assert_one_error(result, report, "")
     assert "truncated" in message or "no manifest.json" in message, message
 
 
-def test_report_is_written_when_checks_error_and_schema_is_v1(run_suite, tmp_path):
+def test_docker_down_with_a_daemon_reference_is_one_error_for_both_tiers(run_suite, tmp_path, monkeypatch):
+    """Reading a daemon reference and running it both need the engine: one error saying so,
+    not one per tier or per check; nothing here needs a real engine."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    result, report = run_suite("acme/dhi-cilium-operator-generic:1.18.3", subprocess=True)
+    error = assert_one_error(result, report, f"cannot reach a Docker engine at unix://{tmp_path}/no-docker.sock",
+                             not_run=13, skipped=12)
+    assert "a Docker daemon reference is read through the engine: start it, or certify the image " \
+           "daemonless as an archive" in error
+    assert "ensure-docker" not in result.stdout.str()
+
+
+def test_report_is_written_when_checks_error_and_schema_is_v1(run_suite, tmp_path, archive, fake_operator):
     _, report = run_suite(f"oci:{tmp_path}/missing-dir")
     assert report["schema"] == "pytest-dhi-cilium/report/v1"
     image = report["images"][0]
-    assert set(image) >= {"ref", "digest", "platform", "variant", "profile", "checks"}
-    assert set(image["checks"][0]) >= {"id", "tier", "outcome", "message", "evidence"}
+    assert set(image) >= {"ref", "digest", "platform", "variant", "profile", "checks", "errors", "not_run"}
+    _, report = run_suite(archive(ik.dhi_like(fake_operator)))
+    assert set(report["images"][0]["checks"][0]) >= {"id", "tier", "outcome", "message", "evidence", "details"}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -364,3 +382,83 @@ def test_gops_disabled_is_not_applicable_but_still_judged(run_suite, archive, fa
     assert gops["outcome"] == "passed" and gops["message"].startswith("not applicable: gops is disabled")
     assert "cannot write /home/nonroot/.config/gops" in gops["evidence"][0]
     assert gops["notes"] == ["with gops enabled (the chart's default) this image would fail here"]
+
+
+def test_busybox_is_one_shell_provider_every_link_in_the_json(run_suite, archive, fake_operator, pytester):
+    """A busybox reached by ~270 links is one program: one provider in the message and the
+    terminal (a few links named), every link in the JSON details, a short Markdown report."""
+    applets = [a for a in ik.busybox_applets() if a != "busybox"]
+    md = pytester.path / "report.md"
+    result, report = run_suite(archive(ik.busybox_like(fake_operator)), args=(f"--dhi-report-md={md}",))
+    shell = check(report, "no-shell")
+    assert shell["message"] == (f"1 shell provider found: /bin/busybox, reachable as /bin/sh, /bin/ash and "
+                                f"{len(applets) - 2} other links")
+    assert len(shell["evidence"]) == 5, shell["evidence"]  # the file, 3 links, "... and N more"
+    assert shell["evidence"][0].startswith("/bin/busybox (file 0755 0:0, layer 1 of 3, sha256:")
+    assert shell["evidence"][1].startswith("/bin/sh (file 0755 0:0, layer 1 of 3, sha256:")
+    assert shell["evidence"][1].endswith("(hard link to /bin/busybox): busybox provides sh")
+    assert f"... and {len(applets) - 3} more links to /bin/busybox" in shell["evidence"][-1]
+    provider, = shell["details"]["providers"]
+    assert provider["path"] == "/bin/busybox" and provider["layer"] == 1 and provider["diff_id"].startswith("sha256:")
+    reached = {r["path"]: r for r in provider["reachable_as"]}
+    assert set(reached) == {"/bin/busybox", *(f"/bin/{a}" for a in applets)}
+    assert reached["/bin/yes"] == {"path": "/bin/yes", "via": "hard link", "link": "/bin/busybox", "layer": 1}
+    assert reached["/bin/sh"]["reason"] == "busybox provides sh"
+    out = result.stdout.str()
+    assert "/bin/yes" not in out and "/bin/sh" in out  # short in the terminal
+    assert len(md.read_text()) < 8000 and "/bin/yes" not in md.read_text()
+    # busybox's dpkg and rpm applets make it a package manager too: one, reachable as both
+    pm = check(report, "no-package-manager")
+    assert pm["message"] == "1 package manager found: /bin/busybox, reachable as /bin/dpkg and /bin/rpm"
+
+
+def test_long_link_chain_is_one_provider(run_suite, archive, fake_operator):
+    """101 symlinks in a row to one shell: the 40 that resolve (Linux's limit) are paths to
+    one provider, not 41 shells."""
+    chain = [ik.symlink(f"c/{i}", f"/c/{i + 1}") for i in range(100)] + [ik.symlink("c/100", "/usr/bin/dash")]
+    spec = ik.dhi_like(fake_operator, extra_layers=[[ik.directory("c"), ik.exe("usr/bin/dash"), *chain]])
+    _, report = run_suite(archive(spec))
+    shell = check(report, "no-shell")
+    assert shell["message"].startswith("1 shell provider found: /usr/bin/dash, reachable as "), shell["message"]
+    assert shell["message"].endswith(" and 38 other links")
+    provider, = shell["details"]["providers"]
+    links = {r["path"] for r in provider["reachable_as"]} - {"/usr/bin/dash"}
+    assert links == {f"/c/{i}" for i in range(61, 101)}  # /c/60 needs 41 follows: ELOOP, as in Linux
+    assert all(r["resolves"].count(" -> ") == 101 - int(r["path"][3:])
+               for r in provider["reachable_as"] if r["path"].startswith("/c/") and r["path"] != "/c/100")
+
+
+PACKAGE_MANAGER_PLACES = {
+    # where it lives, and whether the image could run it as a package manager
+    "usr/bin/dpkg": True, "usr/sbin/dpkg": True, "usr/local/bin/apt-get": True,
+    "etc/cron.daily/dpkg": False,  # a cron job (a shell script) that calls dpkg
+    "usr/share/bug/dpkg": False,  # reportbug's hook script for the dpkg package
+    "usr/lib/apt/apt-get": False,  # off the command directories, and nothing links to it
+    "opt/tools/rpm": False,
+}
+
+
+@pytest.mark.parametrize("place", PACKAGE_MANAGER_PLACES)
+def test_a_package_manager_is_an_executable_in_a_command_directory(place, run_suite, archive, fake_operator):
+    spec = ik.dhi_like(fake_operator, extra_layers=[[ik.exe(place, b"#!/bin/sh\n")]])
+    _, report = run_suite(archive(spec), args=("-k", "no-package-manager"))
+    pm = check(report, "no-package-manager")
+    if PACKAGE_MANAGER_PLACES[place]:
+        assert pm["outcome"] == "failed" and pm["message"] == f"1 package manager found: /{place}"
+    else:
+        assert pm["outcome"] == "passed", pm
+        assert f"not counted: 1 executable(s) named like a package manager outside the command directories" \
+               in pm["notes"][0] and f"/{place} (file 0755 0:0, layer 3 of 3" in pm["notes"][0]
+        assert pm["details"]["not_counted"][0]["path"] == f"/{place}"
+
+
+def test_a_package_manager_reached_from_a_command_directory_counts(run_suite, archive, fake_operator):
+    """Off PATH itself, but run by a link in one (or through a merged /bin -> usr/bin)."""
+    spec = ik.dhi_like(fake_operator, env=["PATH=/usr/local/bin:/bin", "GOPS_CONFIG_DIR=/home/gops"],
+                       extra_layers=[[ik.exe("usr/lib/apt/apt-get"), ik.symlink("usr/local/bin/get", "/usr/lib/apt/apt-get"),
+                                      ik.symlink("bin", "usr/bin"), ik.exe("usr/bin/rpm")]])
+    _, report = run_suite(archive(spec), args=("-k", "no-package-manager"))
+    pm = check(report, "no-package-manager")
+    assert pm["message"] == ("2 package managers found: /usr/bin/rpm; /usr/lib/apt/apt-get, reachable as "
+                             "/usr/local/bin/get")
+    assert "/usr/bin" in pm["details"]["command_dirs"]

@@ -2,7 +2,7 @@
 operator (tests/fake_operator): its own entrypoint, shells that must not start, the observed UID,
 the chart-like boot — and nothing left running afterwards."""
 
-import os
+import json
 import signal
 import time
 
@@ -48,14 +48,13 @@ def test_dhi_like_image_passes_runtime_tier(docker_client, loaded_images, run_su
 
 def test_archive_input_is_loaded_untagged_and_removed(docker_client, run_suite, fake_operator, tmp_path,
                                                       our_containers):
-    # A label of its own makes the image id unique: no other run on this engine holds it.
-    spec = ik.dhi_like(fake_operator, labels={"test": TEST_REPO})
+    spec = ik.dhi_like(fake_operator, labels={"session": TEST_REPO})  # an image id only this run has
     archive = ik.write_docker_archive(tmp_path / "a.tar", spec, [f"{TEST_REPO}/never-tagged:1.18.3"])
-    images_before = {i.id for i in docker_client.images.list(all=True)}
-    assert ik.image_id(spec) not in images_before
+    assert ik.image_id(spec) not in {i.id for i in docker_client.images.list(all=True)}
     result, report = runtime_report(run_suite, f"docker-archive:{archive}")
     assert set(outcomes(report).values()) == {"passed", "skipped"}, result.stdout.str()[-3000:]
-    assert ik.image_id(spec) not in {i.id for i in docker_client.images.list(all=True)}  # loaded, then removed
+    # loaded, then removed (only our image is compared: others share this engine)
+    assert ik.image_id(spec) not in {i.id for i in docker_client.images.list(all=True)}
     assert not docker_client.images.list(name=f"{TEST_REPO}/never-tagged")
     assert our_containers(ik.image_id(spec)) == []
 
@@ -184,20 +183,41 @@ def test_interrupted_run_leaves_no_container(signum, loaded_images, pytester, fa
     assert proc.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
     assert our_containers(ref) == []
     assert "KeyboardInterrupt" in (tmp_path / "out").read_text()
-    assert os.path.exists(tmp_path / "r.json")  # the report is still written
+    image, = json.loads((tmp_path / "r.json").read_text())["images"]  # the report is still written,
+    assert image["result"] == "incomplete" and "help" in image["not_run"]  # saying what did not run
 
 
 def test_docker_unreachable_errors_runtime_once_and_image_tier_runs(pytester, fake_operator, tmp_path, monkeypatch):
     archive = ik.write_docker_archive(tmp_path / "a.tar", ik.dhi_like(fake_operator), ["x/y:1.18.3"])
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     result = pytester.runpytest_subprocess(f"--dhi-image=docker-archive:{archive}", "--dhi-tier=image,runtime",
-                                           "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=6, errors=7)
+                                           "-p", "no:cacheprovider", "--dhi-report=r.json")
+    result.assert_outcomes(passed=6, errors=1, skipped=6)  # one error; the checks it stops: not run
     out = result.stdout.str()
-    # one sentence per runtime check (and again in the short summary when CI=true un-truncates it)
-    assert out.count(f"runtime tier: cannot reach a Docker engine at unix://{tmp_path}/no-docker.sock") in (7, 14)
-    assert "start one (e.g. scripts/ensure-docker.sh)" in out
-    assert "Traceback" not in out and "docker.errors" not in out
+    sentence = (f"runtime tier: cannot reach a Docker engine at unix://{tmp_path}/no-docker.sock (")
+    advice = ("start one, or leave out the runtime tier (--dhi-tier=image): archive inputs are "
+              "certified without an engine")
+    assert out.count("ERROR at setup") == 1
+    result.stdout.fnmatch_lines([f"{sentence}*{advice}", "FAIL *: 6 passed, 7 not run", f"    error    {sentence}*",
+                                 "    not run  help, version, no-shell-runtime, runtime-user, restricted-run, "
+                                 "reference-flags, operator-starts"])
+    # what applies to an archive input, nothing that does not (it is read daemonless already;
+    # scripts/ensure-docker.sh is not in a pip install)
+    assert "ensure-docker" not in out and "daemonless with" not in out
+    assert "Traceback" not in out and "docker.errors" not in out and "During handling" not in out
+    image = json.loads((pytester.path / "r.json").read_text())["images"][0]
+    assert image["result"] == "fail" and len(image["errors"]) == 1 and image["errors"][0].startswith(sentence)
+    assert image["not_run"] == ["help", "version", "no-shell-runtime", "runtime-user", "restricted-run",
+                                "reference-flags", "operator-starts"]
+
+
+def test_missing_daemon_image_is_one_error(docker_client, run_suite):
+    result, report = run_suite(f"{TEST_REPO}/never-loaded:1.18.3", args=("--dhi-pull=never",))
+    result.assert_outcomes(errors=1, skipped=12)  # reference-flags skips on its own
+    image = report["images"][0]
+    assert image["errors"] == [f"{TEST_REPO}/never-loaded:1.18.3: not in the local Docker engine and "
+                               "--dhi-pull=never (docker pull it, or --dhi-pull=missing)"]
+    assert len(image["not_run"]) == 12 and image["result"] == "fail"
 
 
 def test_xdist_keeps_runtime_checks_on_one_worker(loaded_images, pytester, fake_operator, tmp_path):
@@ -218,3 +238,49 @@ def test_oci_archive_input_runs_through_the_engine(docker_client, run_suite, fak
     assert outcomes(report) == {"help": "passed", "version": "passed"}, result.stdout.str()[-2000:]
     with pytest.raises(Exception):
         docker_client.images.get(ik.image_id(spec))  # loaded for the run, removed after
+
+
+def test_busybox_image_probes_each_shell_provider_once(loaded_images, run_suite, fake_operator, tmp_path,
+                                                       our_containers):
+    """~270 hard links to one busybox: probed as sh, ash and `busybox sh` (plus the fixed
+    candidates), never as /bin/yes, /bin/init or any other applet."""
+    ref = loaded_images(ik.busybox_like(fake_operator), "busybox-op:1.18.3", tmp_path)
+    _, report = runtime_report(run_suite, ref, "-k", "no-shell-runtime")
+    shell = check(report, "no-shell-runtime")
+    assert shell["outcome"] == "failed"
+    assert shell["message"] == "a shell started: sh, /bin/sh, ash, /bin/ash, /bin/busybox sh"
+    assert shell["expectation"] == ("none of 8 candidates starts: sh, bash, /bin/sh, /bin/bash, /busybox/sh, "
+                                    "ash, /bin/ash, /bin/busybox sh")
+    applets = len(ik.busybox_applets()) - 1
+    assert shell["notes"] == [f"shell provider /bin/busybox: probed as /bin/sh, /bin/ash, /bin/busybox sh; its "
+                              f"{applets - 2} other path(s) (/bin/[, /bin/[[, /bin/acpid, ...) run other "
+                              "programs and were not started"]
+    assert our_containers(ref) == []
+
+
+def test_busybox_dev_image_passes_the_runtime_tier(loaded_images, run_suite, fake_operator, tmp_path):
+    ref = loaded_images(ik.busybox_like(fake_operator), "busybox-op:1.18.3-dev", tmp_path)
+    result, report = runtime_report(run_suite, ref, "--dhi-tier=runtime")
+    got = outcomes(report)
+    assert got.pop("reference-flags") == "skipped"
+    assert set(got.values()) == {"passed"}, result.stdout.str()[-3000:]
+
+
+def test_every_container_is_killed_at_the_timeout_and_its_output_capped(docker_client, loaded_images,
+                                                                          fake_operator, tmp_path):
+    """A runaway writer (`yes`) and a process that never exits (`init`), run side by side:
+    both killed at the timeout, the runaway's output read only up to the cap."""
+    from pytest_dhi_cilium.runtime.engine import LOG_CAP, Engine, RunSpec
+
+    ref = loaded_images(ik.busybox_like(fake_operator), "busybox-runaway:1", tmp_path)
+    engine = Engine()
+    try:
+        yes, init, echo = engine.run_all(ref, [RunSpec(entrypoint=("/bin/yes",)), RunSpec(entrypoint=("/bin/sleep",), args=("600",)),
+                                               RunSpec(entrypoint=("/bin/echo",), args=("done",))], timeout=3)
+        alone = engine.run(ref, RunSpec(entrypoint=("/bin/yes",)), timeout=2)
+    finally:
+        engine.close()
+    assert yes.timed_out and init.timed_out and not echo.timed_out and echo.stdout == "done\n"
+    assert yes.describe() == "`/bin/yes` still running after 3s: killed"
+    assert alone.timed_out and 0 < len(alone.stdout) <= LOG_CAP + 100 and alone.stdout.startswith("y\n")
+    assert docker_client.containers.list(all=True, filters={"ancestor": ref}) == []

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 import imagekit as ik
-from conftest import TEST_REPO, check, outcomes
+from conftest import TEST_REPO, outcomes
 
 DOCKERFILE_DHI = """
 FROM scratch
@@ -107,8 +107,8 @@ def test_daemon_source_leaves_no_temporary_files(built_images, run_suite):
 @pytest.mark.docker
 def test_daemon_image_missing_with_pull_never(docker_client, run_suite):
     result, report = run_suite(f"{TEST_REPO}/does-not-exist:1.0", args=("--dhi-tier=image", "--dhi-pull=never"))
-    result.assert_outcomes(errors=6)
-    assert "not in the local Docker engine and --dhi-pull=never" in report["images"][0]["checks"][0]["message"]
+    result.assert_outcomes(errors=1, skipped=5)  # one error per image
+    assert "not in the local Docker engine and --dhi-pull=never" in report["images"][0]["errors"][0]
 
 
 @pytest.mark.docker
@@ -148,9 +148,9 @@ def test_platform_selection_and_archive_form(run_suite, fake_operator, tmp_path)
     result.assert_outcomes(passed=5, failed=1)
     assert report["images"][0]["platform"] == "linux/arm64/v8"
     result, report = run_suite(f"oci-archive:{archive}", args=("--dhi-platform=linux/s390x",))
-    result.assert_outcomes(errors=6)
+    result.assert_outcomes(errors=1, skipped=5)  # one error per image
     assert "no platform matches --dhi-platform linux/s390x (has linux/amd64, linux/arm64/v8)" in \
-        report["images"][0]["checks"][0]["message"]
+        report["images"][0]["errors"][0]
 
 
 def test_oci_ref_name_selects_image_and_uncompressed_layers(run_suite, fake_operator, tmp_path):
@@ -159,7 +159,7 @@ def test_oci_ref_name_selects_image_and_uncompressed_layers(run_suite, fake_oper
     result, report = run_suite(f"oci:{layout}:1.18.3-dev")
     assert report["images"][0]["variant"] == "dev"  # the selected ref name is a -dev tag
     result, report = run_suite(f"oci:{layout}:other")
-    assert "holds no image manifest named 'other'" in report["images"][0]["checks"][0]["message"]
+    assert "holds no image manifest named 'other'" in report["images"][0]["errors"][0]
 
 
 # -- hostile and broken inputs ----------------------------------------------------------------
@@ -196,8 +196,8 @@ def test_manifest_pointing_outside_the_archive_is_an_error(run_suite, tmp_path):
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     result, report = run_suite(f"docker-archive:{path}")
-    result.assert_outcomes(errors=6)
-    assert "archive has no member '../../etc/passwd'" in report["images"][0]["checks"][0]["message"]
+    result.assert_outcomes(errors=1, skipped=5)  # one error per image
+    assert "archive has no member '../../etc/passwd'" in report["images"][0]["errors"][0]
 
 
 def test_oci_layout_with_traversal_digest_is_refused(run_suite, tmp_path):
@@ -206,13 +206,13 @@ def test_oci_layout_with_traversal_digest_is_refused(run_suite, tmp_path):
         {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:../../../etc/passwd",
          "platform": {"os": "linux", "architecture": "amd64"}}]}))
     _, report = run_suite(f"oci:{tmp_path / 'l'}")
-    assert "refusing malformed digest" in report["images"][0]["checks"][0]["message"]
+    assert "refusing malformed digest" in report["images"][0]["errors"][0]
 
 
 def test_oci_archive_given_as_docker_archive_says_so(run_suite, fake_operator, tmp_path):
     archive = ik.write_oci_layout(tmp_path / "o.tar", [ik.dhi_like(fake_operator)], as_archive=True)
     _, report = run_suite(f"docker-archive:{archive}")
-    assert "for an OCI archive use oci-archive:PATH" in report["images"][0]["checks"][0]["message"]
+    assert "for an OCI archive use oci-archive:PATH" in report["images"][0]["errors"][0]
 
 
 def _tar_with(path, members: dict[str, bytes], links: dict[str, str] = ()):
@@ -239,10 +239,10 @@ def _tar_with(path, members: dict[str, bytes], links: dict[str, str] = ()):
     ("oci-archive", {"index.json": b'{"manifests": [{"mediaType": "m"}]}'}, {}, "a manifest descriptor has no digest"),
 ])
 def test_malformed_inputs_error_that_image_only(run_suite, fake_operator, tmp_path, transport, members, links, message):
-    """A broken input errors its own checks with one sentence; the other image is still certified."""
+    """A broken input is one error, one sentence, for that image; the other is still certified."""
     bad = _tar_with(tmp_path / "bad.tar", members, links)
     good = ik.write_docker_archive(tmp_path / "good.tar", ik.dhi_like(fake_operator), ["x:1"])
     result, report = run_suite(f"{transport}:{bad}", f"docker-archive:{good}")
-    result.assert_outcomes(passed=6, errors=6)
-    assert message in report["images"][0]["checks"][0]["message"], report["images"][0]["checks"][0]
+    result.assert_outcomes(passed=6, errors=1, skipped=5)
+    assert message in report["images"][0]["errors"][0], report["images"][0]
     assert "Traceback" not in result.stdout.str()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import posixpath
+from dataclasses import dataclass, field
 
-from ..image.layers import Resolution
+from ..image.layers import Entry, Resolution
 from ..image.model import Image
 from ..settings import OPERATOR_NAME, Expectations
 from ..verdict import Verdict, failed, passed
@@ -44,6 +45,17 @@ def _search_dirs(image: Image) -> list[str]:
     return dirs
 
 
+def command_dirs(image: Image) -> set[str]:
+    """The directories commands are run from by name — the image's PATH and the usual bin
+    directories — as the real directories they resolve to (``/bin -> usr/bin`` on merged /usr)."""
+    dirs = set()
+    for d in _search_dirs(image):
+        res = image.fs.resolve(d)
+        if res.found and res.entry.kind == "dir":
+            dirs.add(res.path)
+    return dirs
+
+
 def _kind_word(names: frozenset[str]) -> str:
     return "shell" if names is SHELLS else "package manager"
 
@@ -68,64 +80,215 @@ def _relevant(name: str, names: frozenset[str]) -> bool:
     return name in names or (names is SHELLS and _is_multicall(name))
 
 
-def _findings(image: Image, names: frozenset[str]) -> list[tuple[str, str]]:
-    """``(path, evidence)`` for every executable in the image that is (or reaches) one of
-    ``names``, by its own name, a symlink's or hard link's target, or a multi-call binary. The
-    whole merged view is searched: a shell off PATH still runs with --entrypoint."""
-    evidence = []
+@dataclass(frozen=True)
+class Reach:
+    """One path that runs a provider: the file itself, a hard link, or a symlink (chain)."""
+
+    path: str
+    via: str  # "file", "hard link" or "symlink"
+    chain: str  # "/bin/sh -> busybox (= /bin/busybox)" for a symlink, else the path
+    entry: Entry  # the path's own entry: its layer, its mode
+    reason: str  # why this name runs a shell / package manager
+
+
+@dataclass
+class Provider:
+    """One program — one file, one inode — and every path that runs it: a busybox reached by
+    270 links is one shell provider, not 270 shells."""
+
+    path: str
+    entry: Entry
+    names: frozenset[str]  # what it is searched as: SHELLS or PACKAGE_MANAGERS
+    reaches: list[Reach] = field(default_factory=list)
+
+    def links(self) -> list[Reach]:
+        """The other paths that run it, the ones that matter first (``sh``, other shell or
+        package-manager names, multi-call names, then the rest)."""
+        def rank(r: Reach) -> tuple:
+            name = posixpath.basename(r.path)
+            return (0 if name == "sh" else 1 if name in self.names else 2 if _relevant(name, self.names)
+                    else 3, r.path)
+        return sorted((r for r in self.reaches if r.path != self.path), key=rank)
+
+    def reachable_as(self, shown: int = 2) -> str:
+        names = [r.path for r in self.links()]
+        if len(names) <= shown + 1:
+            return _and(names)
+        rest = len(names) - shown
+        return f"{', '.join(names[:shown])} and {rest} other link{'s' if rest != 1 else ''}"
+
+
+def _and(items: list[str]) -> str:
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _findings(image: Image, names: frozenset[str],
+              where: set[str] | None = None) -> tuple[list[Provider], list[Reach]]:
+    """Every program in the image that is (or is reached as) one of ``names`` — by its own
+    name, a symlink's or hard link's target, or a multi-call binary — grouped by the file that
+    runs, with every path that reaches it. ``where``: only paths in these directories count;
+    the others are returned apart. ``None`` searches the whole merged view (a shell off PATH
+    still runs with --entrypoint)."""
+    providers: dict[str, Provider] = {}
+    outside: list[tuple[str, Reach]] = []
     for entry in image.fs.walk():
         name = posixpath.basename(entry.path)
         if entry.kind == "symlink":
             res = image.fs.resolve(entry.path)
             if not (res.found and res.entry.kind == "file" and res.entry.mode & 0o111):
                 continue
+            target, inode = res.entry, res.entry.link if res.entry.hardlink else res.path
             target_name = posixpath.basename(res.path)
-            if res.entry.hardlink:
-                target_name = posixpath.basename(res.entry.link) if not _relevant(target_name, names) else target_name
-            reason = _reason(name, target_name, names)
-            if reason:
-                evidence.append((entry.path, f"{res.describe()} (symlink, {image.where(entry)}): "
-                                             f"{reason}; target {image.describe(res.entry)}"))
+            if res.entry.hardlink and not _relevant(target_name, names):
+                target_name = posixpath.basename(res.entry.link)
+            reach = Reach(entry.path, "symlink", res.describe(), entry, _reason(name, target_name, names))
         elif entry.kind == "file" and entry.mode & 0o111:
-            target_name = posixpath.basename(entry.link) if entry.hardlink else name
-            reason = _reason(name, target_name, names)
-            if reason:
-                link = f" (hard link to {entry.link})" if entry.hardlink else ""
-                evidence.append((entry.path, f"{image.describe(entry)}{link}: {reason}"))
-    return sorted(evidence)
+            target, inode = entry, entry.link if entry.hardlink else entry.path
+            target_name = posixpath.basename(inode)
+            reach = Reach(entry.path, "hard link" if entry.hardlink else "file", entry.path, entry,
+                          _reason(name, target_name, names))
+        else:
+            continue
+        if not reach.reason:
+            continue
+        if where is not None and posixpath.dirname(entry.path) not in where:
+            outside.append((inode, reach))
+            continue
+        provider = providers.get(inode)
+        if provider is None:
+            provider = providers[inode] = Provider(inode, image.fs.entry(inode) or target, names)
+        provider.reaches.append(reach)
+    for provider in providers.values():
+        provider.reaches.sort(key=lambda r: r.path)
+    # Outside paths to a program that is counted anyway (/etc/alternatives/dpkg) add nothing.
+    apart = [reach for inode, reach in outside if inode not in providers]
+    return sorted(providers.values(), key=lambda p: p.path), sorted(apart, key=lambda r: r.path)
 
 
-def shell_paths(image: Image) -> list[str]:
-    """Paths of every shell the image holds (what the runtime tier then tries to start)."""
-    return [path for path, _ in _findings(image, SHELLS)]
+def shell_providers(image: Image) -> list[Provider]:
+    """Every shell program of the image with its paths (what the runtime tier then probes)."""
+    return _findings(image, SHELLS)[0]
 
 
-def _absent(check: str, exp: Expectations, found: list[str], thing: str, expectation: str,
-            searched: list[str]) -> Verdict:
+def _reach_line(image: Image, reach: Reach) -> str:
+    if reach.via == "symlink":
+        return f"{reach.chain} (symlink, {image.where(reach.entry)}): {reach.reason}"
+    link = f" (hard link to {reach.entry.link})" if reach.via == "hard link" else ""
+    return f"{image.describe(reach.entry)}{link}: {reach.reason}"
+
+
+SHOWN_LINKS = 3  # per provider in the evidence; the JSON details list every one
+
+
+def _provider_evidence(image: Image, provider: Provider, thing: str) -> list[str]:
+    """Short: the provider, the few paths that matter, a count of the rest."""
+    own = next((r for r in provider.reaches if r.path == provider.path), None)
+    links = provider.links()
+    also = f"{len(links)} link{'s' if len(links) != 1 else ''}"
+    if own is not None:
+        head = f"{_reach_line(image, own)}" + (f"; also run by {also}" if links else "")
+    else:
+        head = f"{image.describe(provider.entry)}, run as a {thing} by {also}"
+    lines = [head] + [_reach_line(image, r) for r in links[:SHOWN_LINKS]]
+    rest = [r.path for r in links[SHOWN_LINKS:]]
+    if rest:
+        lines.append(f"... and {len(rest)} more link{'s' if len(rest) != 1 else ''} to {provider.path} "
+                     f"({', '.join(rest[:3])}{', ...' if len(rest) > 3 else ''}); the JSON report lists every one")
+    return lines
+
+
+def _provider_details(image: Image, provider: Provider, names: frozenset[str]) -> dict:
+    """Complete and structured, for the JSON report: every path that runs the provider."""
+    entry = provider.entry
+
+    def reach(r: Reach) -> dict:
+        item = {"path": r.path, "via": r.via}
+        if r.entry.link:
+            item["link"] = r.entry.link  # the symlink's target as stored, or the hard link's
+        if r.chain.count(" -> ") > 1:
+            item["resolves"] = r.chain  # a chain of links
+        item["layer"] = r.entry.layer + 1
+        if _relevant(posixpath.basename(r.path), names):
+            item["reason"] = r.reason  # the names that matter; the rest are other applets
+        return item
+
+    return {"path": provider.path, "kind": entry.kind, "mode": f"{entry.mode:04o}", "uid": entry.uid,
+            "gid": entry.gid, **_layer(image, entry), "reachable_as": [reach(r) for r in provider.reaches]}
+
+
+def _layer(image: Image, entry: Entry) -> dict:
+    if entry.layer < 0:
+        return {"layer": None, "diff_id": None}
+    return {"layer": entry.layer + 1, "diff_id": image.layers[entry.layer].diff_id}
+
+
+def _summary(providers: list[Provider], shown: int = 3) -> str:
+    parts = []
+    for p in providers[:shown]:
+        links = p.reachable_as()
+        parts.append(p.path + (f", reachable as {links}" if links else ""))
+    if len(providers) > shown:
+        parts.append(f"and {len(providers) - shown} more")
+    return "; ".join(parts)
+
+
+def _absent(check: str, exp: Expectations, image: Image, providers: list[Provider], names: frozenset[str],
+            expectation: str, searched: list[str], details: dict | None = None,
+            notes: list[str] = ()) -> Verdict:
     """Runtime variant: ``thing`` must be absent. Dev variant: it is expected, and the
     verdict says which expectation applied and why."""
+    thing = _kind_word(names)
+    evidence = [line for p in providers for line in _provider_evidence(image, p, thing)]
+    details = {"providers": [_provider_details(image, p, names) for p in providers], **(details or {})}
+    n = len(providers)
+    noun = "shell provider" if names is SHELLS else thing  # one busybox is one provider of many names
+    counted = f"{n} {noun}{'s' if n != 1 else ''}"
+    common = dict(details=details, notes=list(notes))
     if exp.dev:
         expectation = f"dev variant ({exp.variant_reason}): a {thing} is expected"
-        if found:
-            return passed(check, f"dev variant: {len(found)} {thing}(s) present as expected",
-                          evidence=found, expectation=expectation)
+        if providers:
+            return passed(check, f"dev variant: {counted} present as expected: {_summary(providers)}",
+                          evidence=evidence, expectation=expectation, **common)
         return failed(check, f"dev variant but no {thing} found in the image", evidence=searched,
-                      expectation=expectation)
-    if found:
-        return failed(check, f"{len(found)} {thing}(s) found", evidence=found, expectation=expectation)
-    return passed(check, f"no {thing} in the image", evidence=searched, expectation=expectation)
+                      expectation=expectation, **common)
+    if providers:
+        return failed(check, f"{counted} found: {_summary(providers)}", evidence=evidence,
+                      expectation=expectation, **common)
+    return passed(check, f"no {thing} in the image", evidence=searched, expectation=expectation, **common)
 
 
 def no_shell(image: Image, exp: Expectations) -> Verdict:
     searched = ("searched every executable in the image, PATH and "
                 + ", ".join(_search_dirs(image)) + " included")
-    return _absent("no-shell", exp, [text for _, text in _findings(image, SHELLS)], "shell",
+    return _absent("no-shell", exp, image, shell_providers(image), SHELLS,
                    "no shell executable anywhere in the image", [searched])
 
 
 def no_package_manager(image: Image, exp: Expectations) -> Verdict:
-    return _absent("no-package-manager", exp, [text for _, text in _findings(image, PACKAGE_MANAGERS)],
-                   "package manager", "no " + ", ".join(sorted(PACKAGE_MANAGERS)) + " executable", [])
+    """A package manager is a program the image can run *as a command*: an executable named
+    apt, dpkg, rpm, ... (or a link reaching one) in a directory commands are run from by name
+    (PATH, /bin, /usr/bin, ...). Same-named files elsewhere — /etc/cron.daily/dpkg (a cron
+    job), /usr/share/bug/dpkg (a reportbug hook) — are scripts other programs run; they stay
+    listed as notes, not counted."""
+    dirs = command_dirs(image)
+    providers, outside = _findings(image, PACKAGE_MANAGERS, where=dirs)
+    where = ", ".join(sorted(dirs)) or "none in the image"
+    notes = []
+    if outside:
+        listed = [image.describe(r.entry) for r in outside[:5]]
+        more = f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+        notes.append(f"not counted: {len(outside)} executable(s) named like a package manager outside the "
+                     f"command directories (nothing runs them by name; e.g. cron jobs or reportbug "
+                     f"scripts): {', '.join(listed)}{more}")
+    return _absent("no-package-manager", exp, image, providers, PACKAGE_MANAGERS,
+                   "no " + ", ".join(sorted(PACKAGE_MANAGERS)) + " executable in a command directory",
+                   [f"searched the command directories {where}"],
+                   details={"command_dirs": sorted(dirs),
+                            "not_counted": [{"path": r.path, "via": r.via, "layer": r.entry.layer + 1,
+                                             "reason": r.reason} for r in outside]},
+                   notes=notes)
 
 
 def nonroot_user(image: Image, exp: Expectations, user: RuntimeUser) -> Verdict:

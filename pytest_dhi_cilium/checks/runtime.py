@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
+from dataclasses import dataclass
 
 from ..runtime.engine import RunResult
 from ..settings import OPERATOR_NAME, Expectations, Profile
 from ..verdict import Verdict, failed, passed
+from .image import MULTICALL_PREFIXES, SHELLS
 from .users import RuntimeUser
 from .versions import printed_version, version_from_tag, version_matches
 
@@ -84,35 +87,76 @@ def version(run: RunResult, tags: list[str]) -> Verdict:
                   expectation=expectation)
 
 
-def shell_candidates(found_in_image: list[str]) -> list[str]:
-    return list(dict.fromkeys([*RUNTIME_SHELL_CANDIDATES, *found_in_image]))
+@dataclass(frozen=True)
+class ShellProbe:
+    """One container that tries to start a shell: ``entrypoint + args`` prints the marker
+    only if a shell runs. ``label`` names it in the evidence (``/bin/busybox sh``)."""
+
+    label: str
+    entrypoint: tuple[str, ...]
+    args: tuple[str, ...]
 
 
-def no_shell_runtime(runs: list[tuple[str, RunResult]], exp: Expectations) -> Verdict:
-    """Each candidate was the entrypoint of a container running `-c 'echo dhi-shell-$((6*7))'`.
-    Only a shell prints the marker; the OCI runtime's "no such file" / 127 proves absence."""
+def shell_probes(providers: list) -> list[ShellProbe]:
+    """The fixed candidates (which prove absence on a hardened image: the OCI runtime refuses
+    them), then each shell provider the image tier found, once per name that selects a shell:
+    its shell-named paths (``/bin/sh -c``, ``/bin/ash -c``: a multi-call binary picks the
+    applet from argv[0]) and its multi-call names (``/bin/busybox sh -c``). Its other links
+    (``/bin/ls``, ``/bin/yes``, ``/sbin/init``, ...) run other programs and are never started."""
+    probes = {c: ShellProbe(c, (c,), ("-c", SHELL_SCRIPT)) for c in RUNTIME_SHELL_CANDIDATES}
+    for provider in providers:
+        by_name: dict[str, str] = {}
+        for path in [provider.path] + [r.path for r in provider.links()]:
+            by_name.setdefault(posixpath.basename(path), path)
+        for name, path in sorted(by_name.items(), key=lambda item: item[1]):
+            if name in SHELLS:
+                probes.setdefault(path, ShellProbe(path, (path,), ("-c", SHELL_SCRIPT)))
+            elif name.startswith(MULTICALL_PREFIXES):
+                label = f"{path} sh"
+                probes.setdefault(label, ShellProbe(label, (path,), ("sh", "-c", SHELL_SCRIPT)))
+    return list(probes.values())
+
+
+def _unprobed(providers: list, labels: list[str]) -> list[str]:
+    """Say, per provider, which of its paths were deliberately not started."""
+    notes = []
+    for p in providers:
+        paths = [p.path] + [r.path for r in p.links()]
+        tried = [label for label in labels if label.split(" ")[0] in paths]
+        other = [path for path in paths if path not in {label.split(" ")[0] for label in tried}]
+        if other:
+            notes.append(f"shell provider {p.path}: probed as {', '.join(tried)}; its {len(other)} other "
+                         f"path(s) ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}) run other "
+                         "programs and were not started")
+    return notes
+
+
+def no_shell_runtime(runs: list[tuple[str, RunResult]], exp: Expectations, providers: list = ()) -> Verdict:
+    """Each probe ran `-c 'echo dhi-shell-$((6*7))'` as a container's entrypoint. Only a
+    shell prints the marker; the OCI runtime's "no such file" / 127 proves absence."""
     started = [(c, r) for c, r in runs if SHELL_MARKER in r.stdout]
     refused = [(c, r) for c, r in runs if r.not_executable and SHELL_MARKER not in r.stdout]
     unclear = [(c, r) for c, r in runs if (c, r) not in started and (c, r) not in refused]
     lines = ([f"{c}: STARTED A SHELL ({r.describe()}, printed {SHELL_MARKER})" for c, r in started]
              + [f"{c}: something ran ({r.describe()}): {' | '.join(r.head(2))}" for c, r in unclear]
              + [f"{c}: refused: {r.start_error or f'exit {r.exit_code}'}" for c, r in refused])
+    notes = _unprobed(providers, [c for c, _ in runs])
     if exp.dev:
         expectation = f"dev variant ({exp.variant_reason}): a shell starts"
         if started:
             return passed("no-shell-runtime", f"dev variant: {started[0][0]} starts a shell as expected",
-                          evidence=lines, expectation=expectation)
+                          evidence=lines, expectation=expectation, notes=notes)
         return failed("no-shell-runtime", "dev variant but no candidate started a shell",
-                      evidence=lines, expectation=expectation)
+                      evidence=lines, expectation=expectation, notes=notes)
     expectation = f"none of {len(runs)} candidates starts: " + ", ".join(c for c, _ in runs)
     if started:
         return failed("no-shell-runtime", f"a shell started: {', '.join(c for c, _ in started)}",
-                      evidence=lines, expectation=expectation)
+                      evidence=lines, expectation=expectation, notes=notes)
     if unclear:
         return failed("no-shell-runtime", f"a process started as {', '.join(c for c, _ in unclear)}; "
-                      "not proven to be a non-shell", evidence=lines, expectation=expectation)
+                      "not proven to be a non-shell", evidence=lines, expectation=expectation, notes=notes)
     return passed("no-shell-runtime", f"all {len(runs)} shell candidates refused by the OCI runtime",
-                  evidence=lines, expectation=expectation)
+                  evidence=lines, expectation=expectation, notes=notes)
 
 
 def runtime_user(run: RunResult, user: RuntimeUser, exp: Expectations) -> Verdict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from ..state import SetupError
 from .options import (CLUSTER_KEY, ClusterSettings, missing_requirements, read_cluster_settings,
                       requirements_message)
 
@@ -70,7 +71,7 @@ def dhi_cluster(dhi_cluster_settings: ClusterSettings, pytestconfig: pytest.Conf
     except (CalledProcessError, TimeoutExpired) as exc:  # kind get/export/delete
         failure = f"cluster tier: {exc}; its output is in the captured output"
     if failure:  # failed outside the except block: one sentence, no exception chain
-        pytest.fail(failure, pytrace=False)
+        raise SetupError(failure)
 
 
 @pytest.fixture(scope="session")
@@ -86,5 +87,4 @@ def dhi_cilium(dhi_target, dhi_image, dhi_expectations, dhi_cluster):
     try:
         return install_target(dhi_cluster, dhi_target.ref, dhi_image)
     except InstallError as exc:
-        failure = f"cluster tier: {exc}"
-    pytest.fail(failure, pytrace=False)
+        raise SetupError(f"cluster tier: {exc}") from None

@@ -18,7 +18,7 @@ DEFAULT_CHART = "cilium/cilium"
 CILIUM_REPO = "https://helm.cilium.io"
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_SETTLE = 30.0
-DEFAULT_KIND_NAME = "dhi-cilium"  # only when pytest-kind (which defaults to "pytest-kind") is absent
+DEFAULT_KIND_NAME = "pytest-kind"  # pytest-kind's --cluster-name default: the same name with or without it
 EXTRA_HINT = "pip install 'pytest-dhi-cilium[cluster]'"
 
 
@@ -29,10 +29,10 @@ def add_cluster_options(parser: pytest.Parser) -> None:
                          "(nothing is created or deleted; the Cilium release is uninstalled at the end)")
     group.addoption("--helm-bin", dest="helm_bin", default=None, metavar="PATH",
                     help="cluster tier: the helm binary (default: helm on PATH)")
-    group.addoption("--dhi-cilium-chart", dest="dhi_cilium_chart", default=DEFAULT_CHART,
+    group.addoption("--dhi-cilium-chart", dest="dhi_cilium_chart", default=DEFAULT_CHART, metavar="CHART",
                     help=f"cluster tier: the Cilium chart (default {DEFAULT_CHART}, fetched from "
                          f"{CILIUM_REPO}; a path or oci:// reference is passed to helm as given)")
-    group.addoption("--dhi-cilium-version", dest="dhi_cilium_version", default=None,
+    group.addoption("--dhi-cilium-version", dest="dhi_cilium_version", default=None, metavar="VERSION",
                     help="cluster tier: chart version (default: the operator version in the image tag)")
     group.addoption("--dhi-helm-set", dest="dhi_helm_sets", action="append", default=[],
                     metavar="KEY=VALUE", help="cluster tier: one more helm --set, repeatable")
@@ -42,10 +42,10 @@ def add_cluster_options(parser: pytest.Parser) -> None:
                     help="cluster tier: install this (upstream) operator image first, then helm "
                          "upgrade to the image under test (upgrade-from-upstream)")
     group.addoption("--dhi-cluster-timeout", dest="dhi_cluster_timeout", default=str(DEFAULT_TIMEOUT),
-                    help="cluster tier: seconds each long step (create, load, install, wait) may "
+                    metavar="SECONDS", help="cluster tier: seconds each long step (create, load, install, wait) may "
                          f"take (default {DEFAULT_TIMEOUT:.0f})")
     group.addoption("--dhi-cluster-settle", dest="dhi_cluster_settle", default=str(DEFAULT_SETTLE),
-                    help="cluster tier: seconds the operator pods must stay Ready without a restart "
+                    metavar="SECONDS", help="cluster tier: seconds the operator pods must stay Ready without a restart "
                          f"once the rollout is complete (default {DEFAULT_SETTLE:.0f})")
 
 
@@ -160,8 +160,11 @@ def missing_requirements(settings: ClusterSettings, config: pytest.Config | None
                   ("kubectl", settings.kubectl_bin, "kind_kubectl_bin", "--kind-kubectl-bin")]
     for name, path, dest, option in tools:
         if path is None:
+            # --kind-bin and --kind-kubectl-bin are pytest-kind's: only offered when they exist.
+            offered = config is not None and hasattr(config.option, dest)
             where = (f"{option}={config.getoption(dest)} is not an executable file" if given(dest)
-                     else f"not on PATH; install it or pass {option}=PATH")
+                     else f"not on PATH; install it or pass {option}=PATH" if offered
+                     else "not on PATH; install it")
             missing.append(f"{name} ({where})")
     if not settings.byo and settings.node_cli_bin is None:
         missing.append(f"{settings.node_cli} (kind's node provider; not on PATH)")

@@ -48,6 +48,7 @@ class RunResult:
     start_error: str = ""
     seconds: float = 0.0
     running_at_end: bool = False  # still alive when observation stopped (long-running boots)
+    limit: float = 0.0  # the timeout it was killed at
     samples: list[dict] = field(default_factory=list)  # process observations while it ran
 
     @property
@@ -68,7 +69,7 @@ class RunResult:
         if self.start_error:
             return f"`{' '.join(self.argv)}` did not start: {self.start_error}"
         if self.timed_out:
-            return f"`{' '.join(self.argv)}` still running after {self.seconds:.0f}s: killed"
+            return f"`{' '.join(self.argv)}` still running after {self.limit or self.seconds:g}s: killed"
         return f"`{' '.join(self.argv)}` exited {self.exit_code} after {self.seconds:.1f}s"
 
 
@@ -171,6 +172,8 @@ class Engine:
                 self.client.images.load(data)
         except docker.errors.APIError as exc:
             raise SourceError(f"docker load failed: {exc.explanation or exc}") from None
+        except docker.errors.ImageLoadError as exc:  # the engine refused the archive's content
+            raise SourceError(f"docker load refused the image: {_one_line(str(exc))}") from None
         finally:
             os.unlink(path)
         self._loaded.append(image_id)
@@ -183,33 +186,10 @@ class Engine:
         """Run one container to completion (or until ``timeout``, then kill it), then remove
         it. ``observe(container, elapsed)`` is called while it runs; returning False stops the
         observation early and the container is stopped (used by long-running boots)."""
-        import docker.errors
-        import requests
-
-        DockerContainer = _testcontainers()
-        argv = list(spec.entrypoint or ["<entrypoint>"]) + list(spec.args)
-        kwargs = {"labels": {LABEL: SESSION}, "network_disabled": True,
-                  "read_only": spec.read_only, "stdin_open": False}
-        if spec.entrypoint is not None:
-            kwargs["entrypoint"] = list(spec.entrypoint)
-        if spec.user is not None:
-            kwargs["user"] = spec.user
-        if spec.cap_drop:
-            kwargs["cap_drop"] = list(spec.cap_drop)
-        if spec.security_opt:
-            kwargs["security_opt"] = list(spec.security_opt)
-        container = DockerContainer(image, command=list(spec.args),
-                                    env=dict(spec.environment)).with_kwargs(**kwargs)
-        result = RunResult(argv, None)
         started = time.monotonic()
+        container, result = self._start(image, spec)
         try:
-            for path, data in spec.files:  # copied after create, before start; root-owned 0444
-                container.with_copy_into_container(data, path, 0o444)
-            try:
-                container.start()
-            except docker.errors.APIError as exc:
-                result.start_error = _one_line(exc.explanation or str(exc))
-                result.exit_code = _exit_code(container)
+            if result.start_error:
                 return result
             wrapped = container.get_wrapped_container()
             running_since = time.monotonic()  # the observation window starts once it runs
@@ -222,24 +202,86 @@ class Engine:
                         result.running_at_end = True
                         wrapped.stop(timeout=5)
                         break
-            remaining = max(1.0, timeout - (time.monotonic() - running_since))
-            waiting_since = time.monotonic()
-            try:
-                result.exit_code = wrapped.wait(timeout=remaining)["StatusCode"]
-            except requests.exceptions.RequestException as exc:
-                # The SDK reports its read timeout as ReadTimeout or ConnectionError; only the
-                # clock tells a timeout from an engine that went away.
-                if time.monotonic() - waiting_since < remaining * 0.9:
-                    raise SourceError(f"lost the Docker engine while waiting: {_one_line(str(exc))}") from None
-                result.timed_out = True
-                _kill(wrapped)
-                result.exit_code = _exit_code(container)
-            result.stdout = _capped_logs(wrapped, stdout=True)
-            result.stderr = _capped_logs(wrapped, stderr=True)
+            self._finish(container, result, running_since, timeout)
             return result
         finally:
             result.seconds = time.monotonic() - started
             _remove(container)
+
+    def run_all(self, image: str, specs: list[RunSpec], timeout: float) -> list[RunResult]:
+        """Run several short containers side by side: all are started, then each is waited
+        for until ``timeout`` after its own start and killed there, so the whole batch takes
+        about one timeout however many hang. All are removed afterwards."""
+        begun: list[tuple[object, RunResult, float]] = []
+        try:
+            for spec in specs:
+                started = time.monotonic()
+                container, result = self._start(image, spec)
+                begun.append((container, result, started))
+            for container, result, started in begun:
+                if not result.start_error:
+                    self._finish(container, result, started, timeout)
+                # The engine's own clock: how long the process ran, not how long the batch took.
+                result.seconds = _ran_for(container) or time.monotonic() - started
+            return [result for _, result, _ in begun]
+        finally:
+            for container, _, _ in begun:
+                _remove(container)
+
+    def _start(self, image: str, spec: RunSpec):
+        """Create and start one container; ``start_error`` says why the runtime refused it."""
+        import docker.errors
+
+        DockerContainer = _testcontainers()
+        kwargs = {"labels": {LABEL: SESSION}, "network_disabled": True,
+                  "read_only": spec.read_only, "stdin_open": False,
+                  # A runaway writer (`yes`) must not fill the disk, nor make reading its logs
+                  # take minutes: the engine keeps one bounded file (json-file stores ~60 bytes
+                  # per line on top of the text, hence more than the LOG_CAP read).
+                  "log_config": {"type": "json-file", "config": {"max-size": LOG_FILE_CAP, "max-file": "1"}}}
+        if spec.entrypoint is not None:
+            kwargs["entrypoint"] = list(spec.entrypoint)
+        if spec.user is not None:
+            kwargs["user"] = spec.user
+        if spec.cap_drop:
+            kwargs["cap_drop"] = list(spec.cap_drop)
+        if spec.security_opt:
+            kwargs["security_opt"] = list(spec.security_opt)
+        container = DockerContainer(image, command=list(spec.args),
+                                    env=dict(spec.environment)).with_kwargs(**kwargs)
+        result = RunResult(list(spec.entrypoint or ["<entrypoint>"]) + list(spec.args), None)
+        try:
+            for path, data in spec.files:  # copied after create, before start; root-owned 0444
+                container.with_copy_into_container(data, path, 0o444)
+            container.start()
+        except docker.errors.APIError as exc:
+            result.start_error = _one_line(exc.explanation or str(exc))
+            result.exit_code = _exit_code(container)
+        except BaseException:
+            _remove(container)
+            raise
+        return container, result
+
+    def _finish(self, container, result: RunResult, since: float, timeout: float) -> None:
+        """Wait for the exit until ``timeout`` after ``since`` (monotonic), kill it there, read
+        its logs (bounded in bytes and in time: a killed runaway must not stall the check)."""
+        import requests
+
+        wrapped = container.get_wrapped_container()
+        remaining = max(1.0, since + timeout - time.monotonic())
+        waiting_since = time.monotonic()
+        try:
+            result.exit_code = wrapped.wait(timeout=remaining)["StatusCode"]
+        except requests.exceptions.RequestException as exc:
+            # The SDK reports its read timeout as ReadTimeout or ConnectionError; only the
+            # clock tells a timeout from an engine that went away.
+            if time.monotonic() - waiting_since < remaining * 0.9:
+                raise SourceError(f"lost the Docker engine while waiting: {_one_line(str(exc))}") from None
+            result.timed_out, result.limit = True, timeout
+            _kill(wrapped)
+            result.exit_code = _exit_code(container)
+        result.stdout = _capped_logs(wrapped, stdout=True)
+        result.stderr = _capped_logs(wrapped, stderr=True)
 
     def top(self, container) -> list[dict]:
         """Processes of a running container as the host sees them (effective uid/gid)."""
@@ -276,14 +318,20 @@ class Engine:
 
 
 LOG_CAP = 1 << 20  # a runaway --help must not fill memory: the head is what messages show
+LOG_FILE_CAP = "8m"  # what the engine keeps per container
+LOG_READ_SECONDS = 1.0  # a flood of tiny lines costs Python time per line: stop reading there
 
 
 def _capped_logs(wrapped, stdout: bool = False, stderr: bool = False) -> str:
     data = bytearray()
+    deadline = time.monotonic() + LOG_READ_SECONDS
     for chunk in wrapped.logs(stdout=stdout, stderr=stderr, stream=True, follow=False):
         data += chunk
         if len(data) >= LOG_CAP:
             data = data[:LOG_CAP] + b"\n[... output cut at 1 MiB]"
+            break
+        if time.monotonic() > deadline:
+            data += f"\n[... output cut after {len(data)} bytes: read for {LOG_READ_SECONDS:g}s]".encode()
             break
     return data.decode("utf-8", "replace")
 
@@ -309,6 +357,25 @@ def _exit_code(container) -> int | None:
         return wrapped.attrs["State"]["ExitCode"]
     except Exception:
         return None
+
+
+def _ran_for(container) -> float | None:
+    """Seconds between the container's start and exit, as the engine recorded them."""
+    import datetime as dt
+
+    def parse(stamp: str) -> dt.datetime:  # RFC 3339 with nanoseconds: keep microseconds
+        return dt.datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00"))
+
+    try:
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        state = wrapped.attrs["State"]
+        if state["FinishedAt"].startswith("0001-"):
+            return None  # never started, or still running
+        seconds = (parse(state["FinishedAt"]) - parse(state["StartedAt"])).total_seconds()
+    except Exception:
+        return None
+    return max(seconds, 0.0)  # a process that exits at once can be recorded as finishing first
 
 
 def _one_line(text: str) -> str:

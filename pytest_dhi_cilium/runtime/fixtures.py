@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import pytest
 
 from ..image.reference import REGISTRY, Reference
-from ..image.sources import Platform, SourceError, open_source, reading
+from ..image.sources import EngineUnreachable, Platform, SourceError, open_source, reading
 from ..image.sources.registry import daemon_name
 from ..options import Settings
 from ..settings import OPERATOR_NAME
 from ..signals import sigterm_as_interrupt
+from ..state import ENGINE_UNREACHABLE, SetupError
 from ..targets import Target
 from .engine import Engine, RunResult, RunSpec
 
@@ -21,12 +22,19 @@ POLL_SECONDS = 0.2
 
 
 @pytest.fixture(scope="session")
-def dhi_engine() -> Engine:
-    """The Docker engine, or one clear error for every runtime check (never a traceback)."""
+def dhi_engine(dhi_settings: Settings) -> Engine:
+    """The Docker engine, or one sentence saying what applies (shown once per image)."""
     try:
         engine = Engine()
+    except EngineUnreachable as exc:
+        if all(ref.daemonless for ref in dhi_settings.images):
+            advice = ("start one, or leave out the runtime tier (--dhi-tier=image): archive inputs "
+                      "and docker:// inputs are certified without an engine")
+        else:
+            advice = "start one: the runtime tier runs the image in it"
+        raise SetupError(f"runtime tier: {exc}; {advice}", cause=ENGINE_UNREACHABLE) from None
     except SourceError as exc:
-        pytest.fail(f"runtime tier: {exc}", pytrace=False)
+        raise SetupError(f"runtime tier: {exc}") from None
     with sigterm_as_interrupt():  # a cancelled CI job still removes its containers
         try:
             yield engine
@@ -62,7 +70,7 @@ def dhi_runnable(dhi_engine: Engine, dhi_target: Target, dhi_image, dhi_expectat
         else:
             image = dhi_engine.ensure_image(dhi_target.ref.location, dhi_settings.pull)
     except SourceError as exc:
-        pytest.fail(f"runtime tier: {exc}", pytrace=False)
+        raise SetupError(f"runtime tier: {exc}") from None
     if dhi_settings.profile.uses_cmd_only:
         # No ENTRYPOINT (upstream layout): run what the chart runs, `command: [cilium-operator-generic]`.
         return Runnable(image, (OPERATOR_NAME,), (OPERATOR_NAME,))
@@ -74,7 +82,7 @@ def _run(engine: Engine, runnable: Runnable, spec: RunSpec, timeout: float, obse
     try:
         run = engine.run(runnable.image, spec, timeout, observe=observe)
     except SourceError as exc:
-        pytest.fail(f"runtime tier: {exc}", pytrace=False)
+        raise SetupError(f"runtime tier: {exc}") from None
     if spec.entrypoint is None:
         run.argv = list(runnable.shown_entrypoint) + list(spec.args)
     return run
@@ -106,12 +114,18 @@ def dhi_restricted_run(dhi_engine, dhi_runnable, dhi_settings, dhi_user) -> RunR
 
 @pytest.fixture(scope="session")
 def dhi_shell_runs(dhi_engine, dhi_runnable, dhi_settings, dhi_image) -> list[tuple[str, RunResult]]:
-    from ..checks.image import shell_paths
-    from ..checks.runtime import SHELL_SCRIPT, shell_candidates
+    """Every shell probe (fixed candidates, then each shell provider through the names that
+    select a shell), started side by side: the batch takes one --dhi-timeout at most."""
+    from ..checks.image import shell_providers
+    from ..checks.runtime import shell_probes
 
-    return [(candidate, _run_args(dhi_engine, dhi_runnable, dhi_settings, "-c", SHELL_SCRIPT,
-                                  entrypoint=(candidate,)))
-            for candidate in shell_candidates(shell_paths(dhi_image))]
+    probes = shell_probes(shell_providers(dhi_image))
+    specs = [RunSpec(args=p.args, entrypoint=p.entrypoint) for p in probes]
+    try:
+        runs = dhi_engine.run_all(dhi_runnable.image, specs, dhi_settings.timeout)
+    except SourceError as exc:
+        raise SetupError(f"runtime tier: {exc}") from None
+    return [(p.label, run) for p, run in zip(probes, runs)]
 
 
 @pytest.fixture(scope="session")
@@ -171,7 +185,7 @@ def dhi_reference_runs(dhi_engine, dhi_settings) -> ReferenceRuns:
             image = dhi_engine.ensure_image(ref.location, dhi_settings.pull)
             entry = dhi_engine.entrypoint(image)
     except SourceError as exc:
-        pytest.fail(f"reference image: {exc}", pytrace=False)
+        raise SetupError(f"reference image: {exc}") from None
     runnable = Runnable(image, None if entry else (OPERATOR_NAME,), tuple(entry or ()))
     return ReferenceRuns(_run_args(dhi_engine, runnable, dhi_settings, "--help"),
                          _run_args(dhi_engine, runnable, dhi_settings, "--version"),

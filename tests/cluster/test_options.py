@@ -16,17 +16,23 @@ def run(pytester, monkeypatch, path_dir, *args):
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
-def test_cluster_tier_without_kind_or_helm_stops_with_one_message(pytester, monkeypatch, tmp_path, k8s):
+@pytest.mark.parametrize("plugins, kind_tools", [
+    ((), "kind (not on PATH; install it or pass --kind-bin=PATH); "
+         "kubectl (not on PATH; install it or pass --kind-kubectl-bin=PATH); "),
+    # Without pytest-kind (the cluster extra; here disabled) --kind-bin and --kind-kubectl-bin
+    # do not exist: not offered. The cluster is named as with pytest-kind.
+    (("-p", "no:pytest-kind"), "kind (not on PATH; install it); kubectl (not on PATH; install it); "),
+])
+def test_cluster_tier_without_kind_or_helm_stops_with_one_message(plugins, kind_tools, pytester, monkeypatch,
+                                                                   tmp_path, k8s):
     archive, _ = k8s.tiny_docker_archive(tmp_path / "op.tar")
-    result = run(pytester, monkeypatch, k8s.fake_tools(tmp_path / "bin"), f"--dhi-image=docker-archive:{archive}",
-                 "--dhi-tier=cluster")
+    result = run(pytester, monkeypatch, k8s.fake_tools(tmp_path / "bin"), *plugins,
+                 f"--dhi-image=docker-archive:{archive}", "--dhi-tier=cluster")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if line.strip()]
     assert errors == [
         "ERROR: the cluster tier (a kind cluster named 'pytest-kind') cannot run; missing: "
-        "helm (not on PATH; install it or pass --helm-bin=PATH); "
-        "kind (not on PATH; install it or pass --kind-bin=PATH); "
-        "kubectl (not on PATH; install it or pass --kind-kubectl-bin=PATH); "
+        "helm (not on PATH; install it or pass --helm-bin=PATH); " + kind_tools +
         "docker (kind's node provider; not on PATH)"]
     assert "collected" not in result.stdout.str()
 
@@ -104,10 +110,10 @@ def test_settings_reuse_pytest_kind_options():
     assert (settings.timeout, settings.settle, settings.byo) == (600.0, 30.0, False)
 
 
-def test_settings_without_pytest_kind_installed_use_our_cluster_name():
+def test_settings_without_pytest_kind_installed_use_the_same_cluster_name():
     config = FakeConfig()
     del config.options["cluster_name"], config.options["keep_cluster"]
-    assert read_cluster_settings(config, which=which_all).cluster_name == "dhi-cilium"
+    assert read_cluster_settings(config, which=which_all).cluster_name == "pytest-kind"
 
 
 @pytest.mark.parametrize("options, message", [

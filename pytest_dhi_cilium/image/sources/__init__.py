@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..reference import DAEMON, REGISTRY, Reference
 from .base import (ImageSource, LayerBlob, Platform, RawImage, SourceError,  # noqa: F401
                    reading)
-from .daemon import DaemonSource, docker_client  # noqa: F401
+from .daemon import DaemonSource, EngineUnreachable, docker_client  # noqa: F401
 from .docker_archive import DockerArchiveSource
 from .oci_layout import OciLayoutSource
 from .registry import RegistrySource

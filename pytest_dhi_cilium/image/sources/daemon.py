@@ -11,8 +11,12 @@ from .base import ImageSource, Platform, RawImage, SourceError, short_error
 from .docker_archive import DockerArchiveSource
 
 
+class EngineUnreachable(SourceError):
+    """No Docker engine answers. The caller says what applies (it knows the tier and input)."""
+
+
 def docker_client():
-    """A docker SDK client, or a SourceError that says how to get one."""
+    """A docker SDK client, or EngineUnreachable saying where it looked and why it failed."""
     import docker  # imported here: archive inputs never pay for the SDK
 
     try:
@@ -21,11 +25,7 @@ def docker_client():
         return client
     except Exception as exc:  # DockerException, requests errors, socket errors
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise SourceError(
-            f"cannot reach a Docker engine at {host} ({short_error(exc)}); start one "
-            "(e.g. scripts/ensure-docker.sh) or read the image daemonless with "
-            "docker-archive:PATH (docker save), oci-archive:PATH or oci:DIR"
-        ) from None
+        raise EngineUnreachable(f"cannot reach a Docker engine at {host} ({short_error(exc)})") from None
 
 
 class DaemonSource(ImageSource):
