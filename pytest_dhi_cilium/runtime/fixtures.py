@@ -28,8 +28,10 @@ def dhi_engine(dhi_settings: Settings) -> Engine:
         engine = Engine()
     except EngineUnreachable as exc:
         if all(ref.daemonless for ref in dhi_settings.images):
-            advice = ("start one, or leave out the runtime tier (--dhi-tier=image): archive inputs "
-                      "and docker:// inputs are certified without an engine")
+            what = "registry (docker://) inputs" if any(r.transport == REGISTRY for r in dhi_settings.images) \
+                else "archive inputs"
+            advice = (f"start one, or leave out the runtime tier (--dhi-tier=image): {what} "
+                      "are certified without an engine")
         else:
             advice = "start one: the runtime tier runs the image in it"
         raise SetupError(f"runtime tier: {exc}; {advice}", cause=ENGINE_UNREACHABLE) from None
