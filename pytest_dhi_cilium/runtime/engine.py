@@ -182,7 +182,8 @@ class Engine:
             observe: Callable[[object, float], bool] | None = None) -> RunResult:
         """Run one container to completion (or until ``timeout``, then kill it), then remove
         it. ``observe(container, elapsed)`` is called while it runs; returning False stops the
-        observation early and the container is stopped (used by long-running boots)."""
+        observation early and the container is stopped: SIGTERM, then SIGKILL after
+        ``STOP_GRACE`` seconds (some operator builds ignore SIGTERM while starting)."""
         import docker.errors
         import requests
 
@@ -220,7 +221,7 @@ class Engine:
                         break
                     if not observe(wrapped, time.monotonic() - running_since):
                         result.running_at_end = True
-                        wrapped.stop(timeout=5)
+                        wrapped.stop(timeout=STOP_GRACE)
                         break
             remaining = max(1.0, timeout - (time.monotonic() - running_since))
             waiting_since = time.monotonic()
@@ -240,6 +241,41 @@ class Engine:
         finally:
             result.seconds = time.monotonic() - started
             _remove(container)
+
+    def logs(self, container) -> str:
+        """stdout and stderr of a running container so far, capped like a finished run's."""
+        return _capped_logs(container, stdout=True) + "\n" + _capped_logs(container, stderr=True)
+
+    def added_files(self, container) -> list[str]:
+        """Paths the container created in its filesystem so far (`docker diff`, kind "A")."""
+        return [c["Path"] for c in container.diff() or [] if c.get("Kind") == 1]
+
+    def read_file(self, container, path: str, limit: int = 4096) -> bytes | None:
+        """The first ``limit`` bytes of a regular file in a container (running or not) through
+        the engine's archive API: no shell needed. None when it is absent or not a file."""
+        import io
+
+        import docker.errors
+
+        try:
+            stream, _ = container.get_archive(path)
+        except docker.errors.NotFound:
+            return None
+        data = bytearray()
+        for chunk in stream:  # one file: its tar is the file plus a header
+            data += chunk
+            if len(data) > limit + 4096:
+                break
+        try:
+            with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r|") as tar:
+                for member in tar:
+                    if member.isfile():
+                        handle = tar.extractfile(member)
+                        return handle.read(limit) if handle else None
+                    return None
+        except tarfile.TarError:
+            return None
+        return None
 
     def top(self, container) -> list[dict]:
         """Processes of a running container as the host sees them (effective uid/gid)."""
@@ -275,6 +311,7 @@ class Engine:
             self.client.close()
 
 
+STOP_GRACE = 3  # seconds between SIGTERM and SIGKILL when a watched boot is stopped
 LOG_CAP = 1 << 20  # a runaway --help must not fill memory: the head is what messages show
 
 
