@@ -12,7 +12,6 @@ and every field of the lines that matter (not timestamps, durations or the Go ve
 from __future__ import annotations
 
 import re
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -48,10 +47,8 @@ def contract_image(binary) -> ik.ImageSpec:
 
 
 @pytest.fixture(scope="module")
-def real(docker_client, tmp_path_factory) -> ro.Operator:
-    binary, origin = ro.real_binary(docker_client, tmp_path_factory.mktemp("real-operator"))
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60).stdout
-    return ro.Operator("real", binary, ro.printed_version(out), origin)
+def real(real_operator) -> ro.Operator:
+    return real_operator
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,6 @@ RUNTIME_CHECKS = {"help", "version", "no-shell-runtime", "runtime-user", "restri
                   "operator-starts", "reference-flags"}
 
 
-@pytest.fixture
-def our_containers(docker_client):
-    """Containers the runtime engine created (its label) from one image, existing right now.
-    Filtered by image so that another run on the same engine cannot disturb the test."""
-    def listing(image):
-        return docker_client.containers.list(
-            all=True, filters={"label": "org.pytest-dhi-cilium.session", "ancestor": image})
-    return listing
-
-
 def runtime_report(run_suite, ref, *args):
     return run_suite(ref, args=("--dhi-tier=image,runtime", *FAST, *args))
 
