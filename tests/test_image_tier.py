@@ -253,6 +253,8 @@ def test_report_is_written_when_checks_error_and_schema_is_v1(run_suite, tmp_pat
     (("--dhi-image=x:1", "--dhi-pull=sometimes"), "expected missing, always or never"),
     (("--dhi-image=x:1", "--dhi-expect", "colour=blue"), "unknown profile key 'colour'"),
     (("--dhi-image=x:1", "--dhi-platform=amd64"), "is not os/arch"),
+    (("--dhi-image=x:1", "--dhi-settle=55"), "--dhi-settle=55: at most 50 s; the operator gives up waiting for an "
+                                             "API server after 60 s and exits"),
 ])
 def test_bad_options_are_usage_errors(pytester, argv, message):
     result = pytester.runpytest(*argv)

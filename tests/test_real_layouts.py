@@ -112,6 +112,6 @@ def test_every_verdict(operator, layout, loaded_images, run_suite, tmp_path, our
             assert message.startswith(f"the operator exited {fatal_rc} after "), message
     if "operator-starts" not in spec.failing:
         boot = check(report, "operator-starts")
-        assert "waited for the API server for the whole 3s window" in boot["message"], boot
+        assert "kept waiting for http://127.0.0.1:1 for the whole 3s window" in boot["message"], boot
         assert any(e.startswith("gops wrote its port file ") for e in boot["evidence"]), boot["evidence"]
     assert our_containers(ref) == []

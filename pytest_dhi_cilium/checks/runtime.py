@@ -228,6 +228,7 @@ def operator_starts(boot: BootRun) -> Verdict:
     if failures:
         return failed("operator-starts", "the operator logged a start failure while running",
                       evidence=evidence + [f"log: {line}" for line in failures[:10]], expectation=expectation)
-    return passed("operator-starts", f"its start hooks completed{' (gops listening)' if gops_started else ''} and "
-                  f"it waited for the API server for the whole {settle:g}s window; {_stopped(run)}",
+    gops = " (gops wrote its port file)" if gops_started else " (gops disabled)"
+    return passed("operator-starts", f"its start hooks ran up to the API-server wait{gops} and it kept waiting "
+                  f"for {target} for the whole {settle:g}s window; {_stopped(run)}",
                   evidence=evidence, expectation=expectation)
