@@ -81,7 +81,7 @@ def record(line: str) -> dict[str, str]:
     return fields
 
 
-def key_lines(text: str, only_reasons: bool = False) -> list[dict]:
+def key_lines(text: str, only_reasons: bool = False, also: frozenset = frozenset()) -> list[dict]:
     """Log records in order, consecutive repeats collapsed; the option dump (which lists far
     more options in the real one) and slow-step notes left out."""
     records = []
@@ -91,7 +91,7 @@ def key_lines(text: str, only_reasons: bool = False) -> list[dict]:
         fields = record(line)
         if fields.get("msg", "").startswith("  --") or fields.get("msg") in SLOW_STEP:
             continue
-        if only_reasons and fields.get("level") not in ("error", "fatal"):
+        if only_reasons and fields.get("level") not in ("error", "fatal") and fields.get("msg") not in also:
             continue
         if not records or records[-1] != fields:
             records.append(fields)
@@ -112,18 +112,18 @@ class Seen:
 
 
 def boot(engine: Engine, image: str, watch: float, env=(), user=None, args=(), api=True,
-         only_reasons=False) -> Seen:
+         only_reasons=False, also=frozenset(), files=()) -> Seen:
     """The chart-like boot of operator-starts (runtime/boot.py), watched for ``watch``
     seconds, then stopped; ``api=False`` leaves out the API server address."""
     spec, _ = boot_spec(replace(PROFILE, operator_args=tuple(args)), None)
     if not api:
         spec = replace(spec, args=tuple(a for a in spec.args if not a.startswith("--k8s-kubeconfig-path")),
                        files=tuple(f for f in spec.files if f[0] != cilium.KUBECONFIG_PATH))
-    spec = replace(spec, environment=spec.environment + tuple(env), user=user)
+    spec = replace(spec, environment=spec.environment + tuple(env), user=user, files=spec.files + tuple(files))
     watched = BootRun(RunResult([], None), watch, cilium.API_SERVER, "/home/gops", "GOPS_CONFIG_DIR=/home/gops")
     watched.run = run = engine.run(image, spec, watch + 30, observe=BootWatch(engine, watched))
-    return Seen(run.exit_code, run.running_at_end, key_lines(run.stdout, only_reasons),
-                key_lines(run.stderr, only_reasons), watched.api_wait_at is not None,
+    return Seen(run.exit_code, run.running_at_end, key_lines(run.stdout, only_reasons, also),
+                key_lines(run.stderr, only_reasons, also), watched.api_wait_at is not None,
                 [path for path, _ in watched.gops_files], watched.logs.count(cilium.API_WAIT),
                 run.stdout, watched.logs)
 
@@ -276,6 +276,19 @@ def test_kubernetes_disabled_by_the_environment(engine, images, real):
     agree(fake, actual, "exit_code", "running_at_end", "api_wait", "stdout", "stderr")
     assert not actual.api_wait
     assert actual.running_at_end == (real.minor < (1, 18))
+
+
+def test_kubernetes_disabled_with_localhost_resolvable_stays_up_and_outlives_sigterm(engine, images):
+    """With /etc/hosts naming localhost its hive starts; SIGTERM then stops the hive but not the
+    process (a stop hook waits forever): only SIGKILL ends it (REFERENCE.md, 1.18; 1.17 alike)."""
+    env = (("CILIUM_ENABLE_K8S", "false"),)
+    hosts = (("/etc/hosts", b"127.0.0.1 localhost\n::1 localhost\n"),)
+    also = frozenset({"Started hive", "Signal received", "Stopping hive"})
+    fake, real = both(lambda image: boot(engine, image, 4, env=env, files=hosts, only_reasons=True, also=also),
+                      images)
+    agree(fake, real, "exit_code", "running_at_end", "api_wait", "stdout", "stderr")
+    assert real.running_at_end and real.exit_code == 137  # killed after the SIGTERM grace
+    assert [r["msg"] for r in real.stdout if r["msg"] in also] == ["Started hive", "Signal received", "Stopping hive"]
 
 
 def test_gives_up_on_the_api_server_after_60_seconds(engine, images):

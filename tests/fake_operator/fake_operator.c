@@ -25,8 +25,8 @@
  *     Kubernetes disabled    the operator API's start hook cannot resolve
  *                            localhost without /etc/hosts: 1.17 hangs after
  *                            "Failed to start hive", 1.18 exits; with
- *                            localhost resolvable it stays up (1.18 then
- *                            ignores SIGTERM)
+ *                            localhost resolvable it stays up, and SIGTERM
+ *                            stops its hive but not the process
  *   fatal                 1.17: logrus line on stderr, exit 1;
  *                         1.18: slog line on stdout, exit 255
  *
@@ -1097,14 +1097,12 @@ static void die_of_signal(int sig)
     _exit(128 + sig);
 }
 
-#if !V117
 static volatile sig_atomic_t got_signal;
 
 static void on_signal(int sig)
 {
     got_signal = sig;
 }
-#endif
 
 /* Kubernetes disabled: the control plane starts without leader election. */
 static void run_without_k8s(int gops_started)
@@ -1146,24 +1144,26 @@ static void run_without_k8s(int gops_started)
 #endif
     }
     HIVE("info", "Started hive", "duration", "12ms");
-#if !V117
-    { /* 1.18: the signal stops the hive, whose stop hooks then hang */
+    { /* the hive handles the signal and stops, but a stop hook then waits forever */
         struct sigaction sa;
+        sigset_t block, orig;
 
+        sigemptyset(&block);
+        sigaddset(&block, SIGTERM);
+        sigaddset(&block, SIGINT);
+        sigprocmask(SIG_BLOCK, &block, &orig);
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_signal;
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         while (!got_signal)
-            pause();
-        SUB("info", "Signal received", binary_name, "operator");
+            sigsuspend(&orig);
+        sigprocmask(SIG_SETMASK, &orig, NULL);
+        HIVE("info", "Signal received", "signal", got_signal == SIGINT ? "interrupt" : "terminated");
         HIVE("info", "Stopping hive");
         for (;;)
             pause();
     }
-#endif
-    for (;;)
-        pause();
 }
 
 static int run_daemon(void)
