@@ -27,11 +27,14 @@ def test_archive_input_is_loaded_untagged_and_removed(docker_client, run_suite, 
     # A label of its own makes the image id unique: no other run on this engine holds it.
     spec = ik.dhi_like(fake_operator, labels={"test": TEST_REPO})
     archive = ik.write_docker_archive(tmp_path / "a.tar", spec, [f"{TEST_REPO}/never-tagged:1.18.3"])
-    images_before = {i.id for i in docker_client.images.list(all=True)}
-    assert ik.image_id(spec) not in images_before
+    # A label of its own makes the image id unique: no other run on this engine holds it.
+    spec = ik.dhi_like(fake_operator, labels={"test": TEST_REPO})
+    archive = ik.write_docker_archive(tmp_path / "a.tar", spec, [f"{TEST_REPO}/never-tagged:1.18.3"])
+    # Ids only (images.list() inspects each image: racy while other runs on this engine remove theirs)
+    assert ik.image_id(spec) not in docker_client.api.images(all=True, quiet=True)
     result, report = runtime_report(run_suite, f"docker-archive:{archive}")
     assert set(outcomes(report).values()) == {"passed", "skipped"}, result.stdout.str()[-3000:]
-    assert ik.image_id(spec) not in {i.id for i in docker_client.images.list(all=True)}  # loaded, then removed
+    assert ik.image_id(spec) not in docker_client.api.images(all=True, quiet=True)  # loaded, then removed
     assert not docker_client.images.list(name=f"{TEST_REPO}/never-tagged")
     assert our_containers(ik.image_id(spec)) == []
 
