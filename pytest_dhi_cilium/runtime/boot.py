@@ -66,6 +66,9 @@ class BootWatch:
         self.next_sample = 0.0
 
     def __call__(self, container, elapsed: float) -> bool:
+        import docker.errors
+        import requests
+
         boot = self.boot
         try:
             if boot.api_wait_at is None:
@@ -77,7 +80,7 @@ class BootWatch:
             if boot.api_wait_at is not None and elapsed >= self.next_sample:
                 boot.samples.extend(self.engine.top(container))
                 self.next_sample = elapsed + SAMPLE_SECONDS
-        except Exception:
+        except (docker.errors.APIError, requests.exceptions.RequestException):
             pass  # it exited between the status check and this look; the run records how
         time.sleep(POLL_SECONDS)
         return elapsed < boot.settle
