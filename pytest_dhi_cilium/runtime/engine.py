@@ -13,7 +13,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ..image.sources import Platform, RawImage, SourceError, docker_client
@@ -48,7 +48,6 @@ class RunResult:
     start_error: str = ""
     seconds: float = 0.0
     running_at_end: bool = False  # still alive when observation stopped (long-running boots)
-    samples: list[dict] = field(default_factory=list)  # process observations while it ran
 
     @property
     def not_executable(self) -> bool:
