@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from .cilium import API_WAIT_SECONDS
 from .image.reference import Reference, ReferenceError, parse_reference
 from .settings import Profile, ProfileError, load_profile
 
@@ -42,6 +43,11 @@ _MAIN = [
 ]
 
 
+# operator-starts watches a boot that waits for an API server nobody answers on: the window
+# must end well before the operator gives up waiting.
+MAX_SETTLE = 50
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("dhi-cilium", "hardened Cilium operator image conformance")
     for opt, dest, env, ini, metavar, default, help_text in _MAIN:
@@ -64,7 +70,8 @@ def add_options(parser: pytest.Parser) -> None:
                     help="runtime tier: the upstream image the hardened one replaces; their "
                          "--help flag sets and versions are compared (reference-flags) [default: none]")
     group.addoption("--dhi-settle", dest="dhi_settle", default="15", metavar="SECONDS",
-                    help="operator-starts: seconds the operator must stay up [default: 15]")
+                    help="operator-starts: seconds the booted operator is watched; within them it must "
+                         f"reach its API-server wait and keep waiting [default: 15, at most {MAX_SETTLE}]")
     group.addoption("--dhi-operator-arg", dest="dhi_operator_args", action="append", default=[],
                     metavar="ARG", help="operator-starts: one more argument for the operator, repeatable")
 
@@ -156,6 +163,9 @@ def read_settings(config: pytest.Config) -> Settings | None:
                 raise pytest.UsageError(f"{_bad(sources['dhi_platform'], values['dhi_platform'])}: {exc}") from None
     timeout = _seconds(sources["dhi_timeout"], values["dhi_timeout"])
     settle = _seconds("--dhi-settle", config.getoption("dhi_settle"))
+    if settle > MAX_SETTLE:
+        raise pytest.UsageError(f"--dhi-settle={settle:g}: at most {MAX_SETTLE} s; the operator gives up "
+                                f"waiting for an API server after {API_WAIT_SECONDS} s and exits")
     insecure = tuple(h.strip() for v in config.getoption("dhi_insecure_registries") or ()
                      for h in v.split(",") if h.strip())
     bad = [h for h in insecure if "/" in h or not h.replace(".", "").replace(":", "").replace("-", "").isalnum()]

@@ -16,8 +16,8 @@ STABLE_HELP_FLAGS = (
     "--operator-api-serve-addr", "--operator-prometheus-serve-addr", "--version",
 )
 
-# What the chart's cilium-config ConfigMap gives the operator, trimmed to what lets it boot with
-# no API server (operator-starts): one file per option under --config-dir.
+# What the chart's cilium-config ConfigMap gives the operator for cluster-pool IPAM, trimmed to
+# the options the operator reads (operator-starts writes one file per option under --config-dir).
 DEFAULT_OPERATOR_CONFIG = {
     "cluster-pool-ipv4-cidr": "10.0.0.0/8",
     "enable-ipv4": "true",

@@ -24,7 +24,6 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_REPO = f"dhi-test-{uuid.uuid4().hex[:8]}"
 
 
-
 @pytest.fixture(scope="session")
 def docker_client():
     """The real engine. Unreachable: skip locally, but FAIL under CI=true (a missing engine
@@ -75,6 +74,16 @@ def auth_registry():
     yield from _registry(credentials=("dhi-user", uuid.uuid4().hex[:12]))
 
 
+@pytest.fixture
+def our_containers(docker_client):
+    """Containers the runtime engine created (its label) from one image, existing right now.
+    Filtered by image so that another run on the same engine cannot disturb the test."""
+    def listing(image):
+        return docker_client.containers.list(
+            all=True, filters={"label": "org.pytest-dhi-cilium.session", "ancestor": image})
+    return listing
+
+
 @pytest.fixture(scope="session")
 def loaded_images(docker_client):
     """Load a spec into the engine (`docker load` of a docker-archive written in Python);
@@ -113,6 +122,19 @@ def fake_operator_variant(tmp_path_factory):
     def build(**defines) -> Path:
         return build_fake_operator(tmp_path_factory.getbasetemp() / "fake-operator", defines=defines)
     return build
+
+
+@pytest.fixture(scope="session")
+def real_operator(docker_client, tmp_path_factory):
+    """The real operator named by DHI_TEST_OPERATOR / DHI_TEST_OPERATOR_IMAGE, else a skip
+    saying how to name one (tests/real_operator.py)."""
+    import subprocess
+
+    import real_operator as ro
+
+    binary, origin = ro.real_binary(docker_client, tmp_path_factory.mktemp("real-operator"))
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60).stdout
+    return ro.Operator("real", binary, ro.printed_version(out), origin)
 
 
 @pytest.fixture

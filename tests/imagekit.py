@@ -282,7 +282,7 @@ def upstream_like(operator: bytes | str | os.PathLike, **overrides) -> ImageSpec
     layers = [[file("etc/ssl/certs/ca-certificates.crt", b"# certs\n"), file("LICENSE.all", b"Apache-2.0\n")],
               [exe("bin/gops", b"\x7fELF gops")],
               [directory("usr"), directory("usr/bin"), exe(f"usr/bin/{OPERATOR}", binary)]]
-    fields_ = dict(layers=layers, cmd=[f"/usr/bin/cilium-${{OPERATOR_VARIANT}}"],
+    fields_ = dict(layers=layers, cmd=["/usr/bin/cilium-${OPERATOR_VARIANT}"],
                    env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                         "GOPS_CONFIG_DIR=/"])
     fields_.update(overrides)

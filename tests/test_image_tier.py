@@ -271,6 +271,8 @@ def test_report_is_written_when_checks_error_and_schema_is_v1(run_suite, tmp_pat
     (("--dhi-image=x:1", "--dhi-pull=sometimes"), "expected missing, always or never"),
     (("--dhi-image=x:1", "--dhi-expect", "colour=blue"), "unknown profile key 'colour'"),
     (("--dhi-image=x:1", "--dhi-platform=amd64"), "is not os/arch"),
+    (("--dhi-image=x:1", "--dhi-settle=55"), "--dhi-settle=55: at most 50 s; the operator gives up waiting for an "
+                                             "API server after 60 s and exits"),
 ])
 def test_bad_options_are_usage_errors(pytester, argv, message):
     result = pytester.runpytest(*argv)
@@ -447,7 +449,7 @@ def test_a_package_manager_is_an_executable_in_a_command_directory(place, run_su
         assert pm["outcome"] == "failed" and pm["message"] == f"1 package manager found: /{place}"
     else:
         assert pm["outcome"] == "passed", pm
-        assert f"not counted: 1 executable(s) named like a package manager outside the command directories" \
+        assert "not counted: 1 executable(s) named like a package manager outside the command directories" \
                in pm["notes"][0] and f"/{place} (file 0755 0:0, layer 3 of 3" in pm["notes"][0]
         assert pm["details"]["not_counted"][0]["path"] == f"/{place}"
 

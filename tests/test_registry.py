@@ -135,7 +135,7 @@ def test_registry_errors_are_one_sentence(case, images, registry, auth_registry,
     ref, message = {
         "unknown-repository": (f"docker://{registry.host}/no-such-repo:1.18.3",
                                f"the registry {registry.host} has no no-such-repo:1.18.3 (unknown repository or tag)"),
-        "unknown-tag": (f"docker://{registry.host}/op:9.9.9", f"has no op:9.9.9 (unknown repository or tag)"),
+        "unknown-tag": (f"docker://{registry.host}/op:9.9.9", "has no op:9.9.9 (unknown repository or tag)"),
         "no-credentials": (images["multi"], f"the registry {auth_registry.host} requires credentials to pull "
                                             f"{REPO} (HTTP 401 unauthorized) and the Docker config has none for "
                                             f"it; run `docker login {auth_registry.host}`"),

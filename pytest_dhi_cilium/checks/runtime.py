@@ -6,6 +6,8 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from .. import cilium
+from ..runtime.boot import BootRun
 from ..runtime.engine import RunResult
 from ..settings import OPERATOR_NAME, Expectations, Profile
 from ..verdict import Verdict, failed, passed
@@ -159,18 +161,22 @@ def no_shell_runtime(runs: list[tuple[str, RunResult]], exp: Expectations, provi
                   evidence=lines, expectation=expectation, notes=notes)
 
 
-def runtime_user(run: RunResult, user: RuntimeUser, exp: Expectations) -> Verdict:
-    """The uid/gid `docker top` showed for the operator process while it ran."""
+def runtime_user(boot: BootRun, user: RuntimeUser, exp: Expectations) -> Verdict:
+    """The uid/gid `docker top` showed for the operator process while it waited for the API
+    server during the `operator-starts` boot (so it is the operator, past its start hooks)."""
+    run = boot.run
     want = user.label() if user.resolved else "unresolvable"
-    expectation = f"the running process's UID/GID equal the image's resolved user {want}" + (
-        "" if exp.dev else ", and the UID is not 0")
-    observed = {(s.get("uid"), s.get("gid")) for s in run.samples}
-    evidence = [run.describe(), f"{len(run.samples)} observation(s) with docker top: "
-                + ", ".join(f"uid={u} gid={g}" for u, g in sorted(observed))]
+    expectation = (f"the process's UID/GID, seen with docker top while the operator waits for the API "
+                   f"server, equal the image's resolved user {want}" + ("" if exp.dev else ", and the UID is not 0"))
+    observed = {(s.get("uid"), s.get("gid")) for s in boot.samples}
     if not observed:
-        return failed("runtime-user", "no process could be observed while the container ran "
-                      "(see operator-starts for why it exited)", evidence=evidence + run.head(4),
+        why = ("it never reached its API-server wait" if boot.api_wait_at is None
+               else "it exited right after it began waiting for the API server")
+        return failed("runtime-user", f"the operator process was not observed running: {why} "
+                      "(operator-starts says why)", evidence=[run.describe(), *_reasons(boot)[:4]],
                       expectation=expectation)
+    evidence = [run.describe(), f"{len(boot.samples)} observation(s) with docker top while it waited for "
+                "the API server: " + ", ".join(f"uid={u} gid={g}" for u, g in sorted(observed))]
     if len(observed) > 1:
         return failed("runtime-user", f"the process changed identity while running: {sorted(observed)}",
                       evidence=evidence, expectation=expectation)
@@ -208,22 +214,65 @@ def reference_flags(ours: RunResult, theirs: RunResult, our_version: RunResult,
                   expectation=expectation, notes=notes)
 
 
-def operator_starts(run: RunResult, settle: float) -> Verdict:
-    """Booted like the chart runs it: still running after the settle window, no start hook
-    failure and no fatal line in its logs."""
-    expectation = f"still running after {settle:g}s, no `Start hook failed`, no `level=fatal`"
-    lines = [l for l in (run.stderr + "\n" + run.stdout).splitlines() if l.strip()]
-    bad = [l for l in lines if "level=fatal" in l or "Start hook failed" in l]
-    evidence = [run.describe(), *bad[:10]]
+def _reasons(boot: BootRun) -> list[str]:
+    """The operator's own error and fatal lines, else the last lines it logged."""
+    lines = cilium.reason_lines(boot.logs)
+    if lines:
+        return [f"log: {line}" for line in lines[:10]]
+    tail = [line for line in boot.logs.splitlines() if line.strip()][-8:]
+    return [f"log: {line}" for line in tail] or ["(it logged nothing)"]
+
+
+def _stopped(run: RunResult) -> str:
+    if run.exit_code == 143:
+        return "stopped by SIGTERM (exit 143)"
+    if run.exit_code == 137:
+        return "ignored SIGTERM: killed (exit 137)"
+    return f"stopped: exit {run.exit_code}"
+
+
+def operator_starts(boot: BootRun) -> Verdict:
+    """Booted like the chart runs it, pointed at an API server nobody answers on: it must get
+    through its start hooks to the API-server wait (gops, where it started, writing its port
+    file) and keep waiting, without a start failure, to the end of the settle window."""
+    run, settle = boot.run, boot.settle
+    target = boot.api_server or "the API server its operator args name"
+    expectation = (f"within {settle:g}s it logs `{cilium.API_WAIT}` (its start hooks before the k8s client, "
+                   f"gops included, completed), gops, when it starts, writes its port file, and it is "
+                   f"still waiting for {target} after {settle:g}s with no start failure")
     if run.start_error:
         return failed("operator-starts", run.describe(), expectation=expectation)
+    if boot.api_wait_at is None:
+        if not run.running_at_end:
+            return failed("operator-starts", f"the operator exited {run.exit_code} after {run.seconds:.1f}s, before "
+                          "it waited for the API server: it did not get through its start",
+                          evidence=[run.describe(), *_reasons(boot)], expectation=expectation)
+        return failed("operator-starts", f"still running after {settle:g}s but it never logged `{cilium.API_WAIT}`: "
+                      "nothing shows that its start hooks completed",
+                      evidence=[run.describe(), *_reasons(boot)], expectation=expectation)
+    waited = f"reached its API-server wait {boot.api_wait_at:.1f}s after start"
+    attempts = boot.logs.count(cilium.API_WAIT)
+    evidence = [run.describe(), f"{waited}; {attempts} attempt(s) to reach {target}"]
+    gops_started = cilium.GOPS_STARTED in boot.logs
+    if gops_started:
+        where = f"{boot.gops_dir} ({boot.gops_how})"
+        if not boot.gops_files:
+            return failed("operator-starts", f"it logged `{cilium.GOPS_STARTED}` but gops wrote no port file "
+                          f"(expected in {where})", evidence=evidence + _reasons(boot), expectation=expectation)
+        path, data = boot.gops_files[0]
+        evidence.append(f"gops wrote its port file {path} (port {data.decode(errors='replace').strip()}); "
+                        f"expected in {where}")
+    else:
+        evidence.append(f"no `{cilium.GOPS_STARTED}`: gops is disabled (e.g. --enable-gops=false, 1.18+)")
     if not run.running_at_end:
-        tail = [] if bad else [f"log: {l}" for l in lines[-8:]]
-        return failed("operator-starts", f"the operator exited {run.exit_code} after {run.seconds:.1f}s, "
-                      f"within the {settle:g}s settle window", evidence=evidence + tail, expectation=expectation)
-    if bad:
+        return failed("operator-starts", f"the operator exited {run.exit_code} after {run.seconds:.1f}s, within "
+                      f"the {settle:g}s settle window ({waited})", evidence=evidence + _reasons(boot),
+                      expectation=expectation)
+    failures = cilium.start_failures(boot.logs)
+    if failures:
         return failed("operator-starts", "the operator logged a start failure while running",
-                      evidence=evidence, expectation=expectation)
-    return passed("operator-starts", f"still running after {settle:g}s; stopped cleanly "
-                  f"(exit {run.exit_code})", evidence=[run.describe(), *[f"log: {l}" for l in lines[-3:]]],
-                  expectation=expectation)
+                      evidence=evidence + [f"log: {line}" for line in failures[:10]], expectation=expectation)
+    gops = " (gops wrote its port file)" if gops_started else " (gops disabled)"
+    return passed("operator-starts", f"its start hooks ran up to the API-server wait{gops} and it kept waiting "
+                  f"for {target} for the whole {settle:g}s window; {_stopped(run)}",
+                  evidence=evidence, expectation=expectation)

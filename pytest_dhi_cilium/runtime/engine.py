@@ -13,7 +13,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ..image.sources import Platform, RawImage, SourceError, docker_client
@@ -49,7 +49,6 @@ class RunResult:
     seconds: float = 0.0
     running_at_end: bool = False  # still alive when observation stopped (long-running boots)
     limit: float = 0.0  # the timeout it was killed at
-    samples: list[dict] = field(default_factory=list)  # process observations while it ran
 
     @property
     def not_executable(self) -> bool:
@@ -185,7 +184,8 @@ class Engine:
             observe: Callable[[object, float], bool] | None = None) -> RunResult:
         """Run one container to completion (or until ``timeout``, then kill it), then remove
         it. ``observe(container, elapsed)`` is called while it runs; returning False stops the
-        observation early and the container is stopped (used by long-running boots)."""
+        observation early and the container is stopped: SIGTERM, then SIGKILL after
+        ``STOP_GRACE`` seconds (some operator builds ignore SIGTERM while starting)."""
         started = time.monotonic()
         container, result = self._start(image, spec)
         try:
@@ -200,7 +200,7 @@ class Engine:
                         break
                     if not observe(wrapped, time.monotonic() - running_since):
                         result.running_at_end = True
-                        wrapped.stop(timeout=5)
+                        wrapped.stop(timeout=STOP_GRACE)
                         break
             self._finish(container, result, running_since, timeout)
             return result
@@ -283,6 +283,41 @@ class Engine:
         result.stdout = _capped_logs(wrapped, stdout=True)
         result.stderr = _capped_logs(wrapped, stderr=True)
 
+    def logs(self, container) -> str:
+        """stdout and stderr of a running container so far, capped like a finished run's."""
+        return _capped_logs(container, stdout=True) + "\n" + _capped_logs(container, stderr=True)
+
+    def added_files(self, container) -> list[str]:
+        """Paths the container created in its filesystem so far (`docker diff`, kind "A")."""
+        return [c["Path"] for c in container.diff() or [] if c.get("Kind") == 1]
+
+    def read_file(self, container, path: str, limit: int = 4096) -> bytes | None:
+        """The first ``limit`` bytes of a regular file in a container (running or not) through
+        the engine's archive API: no shell needed. None when it is absent or not a file."""
+        import io
+
+        import docker.errors
+
+        try:
+            stream, _ = container.get_archive(path)
+        except docker.errors.NotFound:
+            return None
+        data = bytearray()
+        for chunk in stream:  # one file: its tar is the file plus a header
+            data += chunk
+            if len(data) > limit + 4096:
+                break
+        try:
+            with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r|") as tar:
+                for member in tar:
+                    if member.isfile():
+                        handle = tar.extractfile(member)
+                        return handle.read(limit) if handle else None
+                    return None
+        except tarfile.TarError:
+            return None
+        return None
+
     def top(self, container) -> list[dict]:
         """Processes of a running container as the host sees them (effective uid/gid)."""
         listing = container.top(ps_args="-o pid,uid,gid,comm")
@@ -317,6 +352,7 @@ class Engine:
             self.client.close()
 
 
+STOP_GRACE = 3  # seconds between SIGTERM and SIGKILL when a watched boot is stopped
 LOG_CAP = 1 << 20  # a runaway --help must not fill memory: the head is what messages show
 LOG_FILE_CAP = "8m"  # what the engine keeps per container
 LOG_READ_SECONDS = 1.0  # a flood of tiny lines costs Python time per line: stop reading there

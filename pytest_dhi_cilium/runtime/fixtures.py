@@ -15,10 +15,9 @@ from ..settings import OPERATOR_NAME
 from ..signals import sigterm_as_interrupt
 from ..state import ENGINE_UNREACHABLE, SetupError
 from ..targets import Target
+from .boot import BootRun, BootWatch, boot_spec
 from .engine import Engine, RunResult, RunSpec
 
-CONFIG_DIR = "/tmp/cilium/config-map"  # where the chart mounts the cilium-config ConfigMap
-POLL_SECONDS = 0.2
 
 
 @pytest.fixture(scope="session")
@@ -131,35 +130,18 @@ def dhi_shell_runs(dhi_engine, dhi_runnable, dhi_settings, dhi_image) -> list[tu
 
 
 @pytest.fixture(scope="session")
-def dhi_operator_run(dhi_engine, dhi_runnable, dhi_settings) -> RunResult:
-    """Boot the operator as the Helm chart does — config files under --config-dir, the chart's
-    env, all capabilities dropped, no-new-privileges, the image's own user — and watch it for
-    the settle window, sampling the process's uid/gid from outside (docker top)."""
-    import time
+def dhi_operator_run(dhi_engine, dhi_runnable, dhi_settings, dhi_image, dhi_user) -> BootRun:
+    """Boot the operator as the Helm chart does, pointed at an API server nobody answers on, and
+    watch it for the settle window (runtime/boot.py): did it reach its API-server wait, what
+    did gops write, which uid/gid did the process run as."""
+    from ..checks.image import gops_directory
 
-    profile = dhi_settings.profile
-    settle = dhi_settings.settle
-    files = tuple((f"{CONFIG_DIR}/{key}", value.encode()) for key, value in profile.operator_config.items())
-    samples: list[dict] = []
-    next_sample = [0.0]
-
-    def observe(container, elapsed: float) -> bool:
-        if elapsed >= next_sample[0]:
-            try:
-                samples.extend(dhi_engine.top(container))
-            except Exception:
-                pass  # exited between the status check and `top`
-            next_sample[0] = elapsed + POLL_SECONDS
-        time.sleep(0.05)
-        return elapsed < settle
-
-    spec = RunSpec(args=(f"--config-dir={CONFIG_DIR}", "--debug=false", *profile.operator_args),
-                   entrypoint=dhi_runnable.chart_entrypoint, files=files,
-                   environment=(("K8S_NODE_NAME", "dhi-cilium-node"), ("CILIUM_K8S_NAMESPACE", "kube-system")),
-                   cap_drop=("ALL",), security_opt=("no-new-privileges",))
-    run = _run(dhi_engine, dhi_runnable, spec, settle + dhi_settings.timeout, observe=observe)
-    run.samples = samples
-    return run
+    spec, api_server = boot_spec(dhi_settings.profile, dhi_runnable.chart_entrypoint)
+    gops_dir, gops_how = gops_directory(dhi_image, dhi_user)
+    boot = BootRun(RunResult([], None), dhi_settings.settle, api_server, gops_dir, gops_how)
+    boot.run = _run(dhi_engine, dhi_runnable, spec, dhi_settings.settle + dhi_settings.timeout,
+                    observe=BootWatch(dhi_engine, boot))
+    return boot
 
 
 @dataclass(frozen=True)

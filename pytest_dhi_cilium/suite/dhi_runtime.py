@@ -49,8 +49,8 @@ def test_restricted_run(dhi_restricted_run, dhi_settings, dhi_record):
 
 
 @pytest.mark.dhi_check("operator-starts")
-def test_operator_starts(dhi_operator_run, dhi_settings, dhi_record):
-    verdict = dhi_record(check.operator_starts(dhi_operator_run, dhi_settings.settle))
+def test_operator_starts(dhi_operator_run, dhi_record):
+    verdict = dhi_record(check.operator_starts(dhi_operator_run))
     assert verdict.ok, verdict.explain()
 
 

@@ -6,6 +6,7 @@ Misbehaving variants are chosen with C macros (see the header of fake_operator.c
     build_fake_operator(tmp, defines={"FAKE_VERSION": '"1.17.5"'})
     build_fake_operator(tmp, defines={"FAKE_MISSING_FLAG": "--k8s-namespace"})  # quotes added
     build_fake_operator(tmp, name="cilium-operator-aws", defines={"FAKE_HELP_EXIT_1": None})
+    build_fake_operator(tmp, defines={"FAKE_V117": None, "FAKE_API_WAIT_SECONDS": 4})
 
 Results are cached: the output directory name contains a hash of the C source, the
 compiler flags and the defines, so repeated calls (also from parallel workers) reuse
@@ -29,12 +30,13 @@ CC = "gcc"
 CFLAGS = ("-static", "-O2", "-Wall", "-Wextra")
 
 # Macros understood by fake_operator.c. String macros take a C string literal; a bare
-# value is quoted automatically. Switch macros take None (plain -DNAME).
+# value is quoted automatically. Switch macros take None (plain -DNAME); integer macros an int.
 STRING_DEFINES = frozenset({"FAKE_VERSION", "FAKE_MISSING_FLAG"})
 SWITCH_DEFINES = frozenset(
-    {"FAKE_HANG_ON_HELP", "FAKE_HELP_EXIT_1", "FAKE_HELP_TO_STDERR", "FAKE_CRASH_ON_START"}
+    {"FAKE_V117", "FAKE_HANG_ON_HELP", "FAKE_HELP_EXIT_1", "FAKE_HELP_TO_STDERR", "FAKE_CRASH_ON_START"}
 )
-KNOWN_DEFINES = STRING_DEFINES | SWITCH_DEFINES
+INT_DEFINES = frozenset({"FAKE_API_WAIT_SECONDS"})
+KNOWN_DEFINES = STRING_DEFINES | SWITCH_DEFINES | INT_DEFINES
 
 
 def _c_string(value: str) -> str:
@@ -54,6 +56,8 @@ def _normalise(defines: dict[str, str | None] | None) -> dict[str, str | None]:
             if value is None:
                 raise ValueError(f"macro {key} needs a string value")
             result[key] = _c_string(value)
+        elif key in INT_DEFINES:
+            result[key] = str(int(value))
         else:
             result[key] = value
     return dict(sorted(result.items()))
