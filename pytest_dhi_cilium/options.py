@@ -71,7 +71,7 @@ def add_options(parser: pytest.Parser) -> None:
                          "--help flag sets and versions are compared (reference-flags) [default: none]")
     group.addoption("--dhi-settle", dest="dhi_settle", default="15", metavar="SECONDS",
                     help="operator-starts: seconds the booted operator is watched; within them it must "
-                         f"reach its API-server wait and keep waiting [default: 15, at most {MAX_SETTLE}]")
+                         f"reach its API-server wait and keep waiting (at most {MAX_SETTLE}) [default: 15]")
     group.addoption("--dhi-operator-arg", dest="dhi_operator_args", action="append", default=[],
                     metavar="ARG", help="operator-starts: one more argument for the operator, repeatable")
 
