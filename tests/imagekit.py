@@ -48,8 +48,10 @@ def symlink(path: str, target: str) -> Member:
     return Member(path.lstrip("/"), "symlink", b"", 0o777, 0, 0, target)
 
 
-def hardlink(path: str, target: str) -> Member:
-    return Member(path.lstrip("/"), "hardlink", b"", 0o644, 0, 0, target.lstrip("/"))
+def hardlink(path: str, target: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Member:
+    """A hard link. Its header's mode and owner apply to the shared inode (Docker chmods and
+    chowns the new name), so they are the target's too: give the target's own here."""
+    return Member(path.lstrip("/"), "hardlink", b"", mode, uid, gid, target.lstrip("/"))
 
 
 def whiteout(path: str) -> Member:
@@ -97,6 +99,20 @@ def layer_tar(members: list[Member]) -> bytes:
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def merged_view(*layers, limits=None):
+    """The reader's merged view of layers given as member lists or raw layer bytes (each
+    verified against its own diff_id, as an image would declare it)."""
+    from pytest_dhi_cilium.image.layers import FileSystem, read_layer
+    from pytest_dhi_cilium.image.layerstream import LayerStream, Limits
+
+    fs, limits = FileSystem(), limits or Limits()
+    for index, layer in enumerate(layers):
+        blob = layer if isinstance(layer, bytes) else layer_tar(layer)
+        stream = LayerStream(io.BytesIO(blob), digest="", size=None, diff_id=sha256(blob), limits=limits)
+        read_layer(index, stream, fs, limits)
+    return fs
 
 
 @dataclass
