@@ -28,6 +28,7 @@ process (absolute links restart at the root, ``..`` never climbs above it, 40 li
 from __future__ import annotations
 
 import errno
+import json
 import os
 from dataclasses import dataclass
 from typing import Iterator
@@ -147,8 +148,16 @@ def _dirname(path: str) -> str:
 
 
 class _Errno(Exception):
-    def __init__(self, code: int):
-        self.code = code
+    """A failed system call inside the layer: Go's PathError (``op path: reason``) when the
+    operation and path differ from the entry's own."""
+
+    def __init__(self, code: int, op: str = "", path: str = ""):
+        self.code, self.op, self.path = code, op, path
+
+
+def _q(text: str) -> str:
+    """Go's %q, as Docker's messages quote names."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _strerror(code: int) -> str:
@@ -166,13 +175,14 @@ class _LayerTree:
         self.fs = fs
         self.root = _Inode("dir", 0o755, 0, 0, 0, index, {})
         self.seen: set[int] = set()  # tar-split's duplicate check, as hashes of clean names
+        self.dirs: list[str] = []  # paths of directory headers: their mtimes are set at the end
 
     # Path walks inside the layer root, like the kernel inside the chroot.
 
     def _walk(self, path: str, follow_final: bool) -> tuple[_Inode, str, object]:
         """(directory holding the last component, its name, the node there or None). A path
         that ends in ``.``/``..`` or is ``/`` gives name "" and that directory as node."""
-        pending = [p for p in reversed(path.split("/")) if p and p != "."]
+        pending = _parts(path)
         stack = [self.root]
         links = 0
         while pending:
@@ -180,6 +190,8 @@ class _LayerTree:
             if name == "..":
                 if len(stack) > 1:
                     stack.pop()
+                continue
+            if name == ".":  # only kept at the end: a trailing slash wants a directory
                 continue
             current = stack[-1]
             node = current.extra.get(name)
@@ -198,7 +210,7 @@ class _LayerTree:
                     raise _Errno(errno.ENOENT)
                 if target.startswith("/"):
                     del stack[1:]
-                pending.extend(p for p in reversed(target.split("/")) if p and p != ".")
+                pending.extend(_parts(target))
                 continue
             if last:
                 return current, name, node
@@ -230,7 +242,7 @@ class _LayerTree:
                 node = None
             if node is not None:
                 if _ino(node).kind != "dir":
-                    raise _Errno(errno.ENOTDIR)
+                    raise _Errno(errno.ENOTDIR, "mkdir", path)
                 break
             missing.append(path)
             path = _dirname(path)
@@ -239,33 +251,49 @@ class _LayerTree:
         for path in reversed(missing):
             try:
                 self._create(path, _Inode("dir", 0o755 | _IMPLICIT, 0, 0, 0, self.index, {}))
-            except _Errno:
+            except _Errno as exc:
                 node = self._lookup(path, follow_final=False)
                 if node is None or _ino(node).kind != "dir":
-                    raise
+                    raise _Errno(exc.code, "mkdir", path) from None
 
     # One header.
 
     def apply(self, hdr: TarHeader) -> None:
         clean = go_clean(hdr.name)
         key = hash(clean)  # tar-split refuses a repeated (cleaned) name within one layer
-        if key in self.seen:
-            raise LayerError(f"entry {hdr.name!r} appears twice (Docker's tar-split: duplicates "
-                             "of file paths not supported)")
+        repeated = key in self.seen
         self.seen.add(key)
-        if hdr.type == tarstream.XGLOBAL:
-            return
-        path = go_clean("/" + clean)
-        try:
-            self._unpack(hdr, clean, path)
-        except _Errno as exc:
-            raise LayerError(self._failure(hdr, path, exc.code)) from None
+        if hdr.type != tarstream.XGLOBAL:
+            path = go_clean("/" + clean)
+            try:
+                self._unpack(hdr, clean, path)
+            except _Errno as exc:
+                raise LayerError(self._failure(hdr, path, exc)) from None
+        if repeated:
+            # tar-split stops the stream after the repeated entry went through the unpack,
+            # which then ends as if the archive ended there; its own failure, if any, is what
+            # Docker reports.
+            self.finish()
+            raise LayerError(f"entry {_q(hdr.name)} appears twice (Docker's tar-split: "
+                             "duplicates of file paths not supported)")
 
-    def _failure(self, hdr: TarHeader, path: str, code: int) -> str:
-        what = {tarstream.LINK: f"link {go_clean('/' + hdr.linkname)} {path}",
-                tarstream.SYMLINK: f"symlink {hdr.linkname} {path}",
-                tarstream.DIR: f"mkdir {path}"}.get(hdr.type, f"open {path}")
-        return f"entry {hdr.name!r}: {what}: {_strerror(code)} (docker load fails the same way)"
+    def finish(self) -> None:
+        """The end of Unpack: the mtime of every directory header's path is set, following
+        links — a path that no longer resolves fails the layer."""
+        for path in self.dirs:
+            try:
+                if self._walk(path, follow_final=True)[2] is None:
+                    raise _Errno(errno.ENOENT)
+            except _Errno as exc:
+                raise LayerError(f"chtimes {path}: {_strerror(exc.code)} (the directory entry was "
+                                 "replaced later in its layer; docker load fails the same way)") from None
+
+    def _failure(self, hdr: TarHeader, path: str, exc: _Errno) -> str:
+        what = f"{exc.op} {exc.path}" if exc.op else {
+            tarstream.LINK: f"link {go_clean('/' + hdr.linkname)} {path}",
+            tarstream.SYMLINK: f"symlink {hdr.linkname} {path}",
+            tarstream.DIR: f"mkdir {path}"}.get(hdr.type, f"open {path}")
+        return f"entry {_q(hdr.name)}: {what}: {_strerror(exc.code)} (docker load fails the same way)"
 
     def _unpack(self, hdr: TarHeader, clean: str, path: str) -> None:
         if path != "/":
@@ -283,16 +311,22 @@ class _LayerTree:
         if existing is not None:
             if _ino(existing).kind == "dir" and clean == ".":
                 return
+        if existing is not None:
             if not (_ino(existing).kind == "dir" and is_dir):
                 if not name:
-                    raise LayerError(f"entry {hdr.name!r} would replace the root directory "
+                    raise LayerError(f"entry {_q(hdr.name)} would replace the root directory "
                                      "(docker load fails on it)")
                 del holder.extra[name]
         base = path.rsplit("/", 1)[1]
         if base == OPAQUE_MARKER:
-            target = self._lookup(_dirname(path), follow_final=True)  # setxattr follows links
-            if target is None:
-                raise _Errno(errno.ENOENT)
+            directory = _dirname(path)
+            try:
+                target = self._walk(directory, follow_final=True)[2]  # setxattr follows links
+                if target is None:
+                    raise _Errno(errno.ENOENT)
+            except _Errno as exc:
+                raise LayerError(f"entry {_q(hdr.name)}: setxattr({_q(directory)}, trusted.overlay."
+                                 f"opaque=y): {_strerror(exc.code)} (docker load fails the same way)") from None
             if _ino(target).kind == "dir":
                 _ino(target).mode |= _OPAQUE
             return
@@ -301,21 +335,29 @@ class _LayerTree:
             try:
                 self._create(gone, _Inode("whiteout", 0, hdr.uid, hdr.gid, 0, self.index))
             except _Errno as exc:
-                raise LayerError(f"entry {hdr.name!r}: failed to mknod({gone!r}, S_IFCHR, 0): "
+                raise LayerError(f"entry {_q(hdr.name)}: failed to mknod({_q(gone)}, S_IFCHR, 0): "
                                  f"{_strerror(exc.code)} (docker load fails the same way)") from None
             return
         node = self._make(hdr, path)
         if node is not None:
             self._create(path, node)
+        if is_dir:
+            self.dirs.append(path)
         inode = _ino(self._walk(path, follow_final=False)[2])
         inode.uid, inode.gid = hdr.uid, hdr.gid  # lchown
+        if inode.kind != "dir":  # the kernel drops setuid (and setgid with group-exec) on chown
+            inode.mode &= ~0o4000
+            if inode.mode & 0o010:
+                inode.mode &= ~0o2000
         if hdr.xattrs:
             self._xattrs(hdr, path, inode)
         if hdr.type == tarstream.SYMLINK:
             return  # there is no lchmod
         if hdr.type == tarstream.LINK:
-            linked = self._lookup(hdr.linkname, follow_final=False)  # Lstat(linkname), cwd "/"
-            if linked is not None and _ino(linked).kind == "symlink":
+            # Docker chmods a hard link only when Lstat(linkname), from the chroot's "/", works
+            # and is not a symlink: a raw linkname like "c/../b" through a file does not.
+            linked = self._lookup(hdr.linkname, follow_final=False)
+            if linked is None or _ino(linked).kind == "symlink":
                 return
         inode.mode = (inode.mode & ~_PERM) | (hdr.mode & _PERM)
 
@@ -338,14 +380,18 @@ class _LayerTree:
                 return _Inode("whiteout", mode, 0, 0, 0, self.index)  # overlayfs reads it so
             return _Inode(_KINDS[t], mode, 0, 0, 0, self.index)
         if t == tarstream.LINK:
+            # linkat: the old path must exist, then the new name be creatable, then the old
+            # one not be a directory — errors in that order.
             target_path = go_clean("/" + hdr.linkname)
             target = self._walk(target_path, follow_final=False)[2]
             if target is None:
                 raise _Errno(errno.ENOENT)
+            if self._walk(path, follow_final=False)[2] is not None:
+                raise _Errno(errno.EEXIST)
             if _ino(target).kind == "dir":
                 raise _Errno(errno.EPERM)
             return _Link(_ino(target), target_path)
-        raise LayerError(f"entry {hdr.name!r}: unhandled tar header type {ord(t)} "
+        raise LayerError(f"entry {_q(hdr.name)}: unhandled tar header type {ord(t)} "
                          "(docker load fails on it)")
 
     def _xattrs(self, hdr: TarHeader, path: str, inode: _Inode) -> None:
@@ -354,7 +400,7 @@ class _LayerTree:
                 if inode.kind == "dir":
                     inode.mode |= _OPAQUE
             elif key.startswith("trusted.overlay."):
-                raise LayerError(f"entry {hdr.name!r} sets the overlayfs attribute {key}="
+                raise LayerError(f"entry {_q(hdr.name)} sets the overlayfs attribute {key}="
                                  f"{value!r}: Docker's overlay2 storage would show other content "
                                  f"at {path} than the layer holds; refusing to judge it")
 
@@ -385,7 +431,8 @@ class FileSystem:
                 raise LimitExceeded(f"has more than {limits.layer_entries:,} entries (DHI_MAX_LAYER_ENTRIES; "
                                  "raise it to read this image)")
             tree.apply(hdr)
-        tree.seen = set()
+        tree.finish()
+        tree.seen, tree.dirs = set(), []
         self._overlay(tree.root)
         return count
 
@@ -540,7 +587,19 @@ def _strip_whiteouts(top: _Inode) -> None:
 
 def _components(path: str, keep_dots: bool = False) -> list[str]:
     parts = [p for p in path.split("/") if p]
+    if keep_dots and path.endswith("/") and parts:
+        parts.append(".")  # "busybox/" names a directory, or nothing
     return parts if keep_dots else [p for p in parts if p not in (".", "..")]
+
+
+def _parts(path: str) -> list[str]:
+    """Components to walk, reversed (a stack); "." only at the end, where it means that the
+    path must name a directory (a trailing slash, as the kernel reads it)."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    if parts and (path.endswith("/") or path.endswith("/.")) and parts[-1] != "..":
+        parts.append(".")
+    parts.reverse()
+    return parts
 
 
 # -- reading a layer --------------------------------------------------------------------------
