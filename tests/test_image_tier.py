@@ -193,7 +193,7 @@ def test_numeric_uid_without_passwd_entry_passes_with_note(run_suite, archive, f
 
 def test_unknown_user_name_fails(run_suite, archive, fake_operator):
     _, report = run_suite(archive(ik.dhi_like(fake_operator, tag_user="ghost")))
-    assert "'ghost' is not in the image's /etc/passwd" in check(report, "nonroot-user")["message"]
+    assert "unable to find user ghost: no matching entries in passwd file" in check(report, "nonroot-user")["message"]
 
 
 def test_profile_uid_mismatch_fails(run_suite, archive, fake_operator):

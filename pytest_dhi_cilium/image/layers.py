@@ -30,6 +30,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from array import array
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -44,12 +45,27 @@ CAPTURE_NAMES = frozenset({"passwd", "group"})  # file contents the checks read
 CAPTURE_FILE_LIMIT = 1 << 20
 CAPTURE_TOTAL_LIMIT = 16 << 20
 
-_IMPLICIT = 1 << 20  # flag bits kept above the permission bits of _Inode.mode
-_OPAQUE = 1 << 21
+# _Inode.mode packs what a path is into one (interned) int, so a million inodes stay small:
+# permission bits, the file type (stat's S_IFMT values; a whiteout gets an unused one), flags,
+# and the layer index (+1, so the root's -1 is 0).
 _PERM = 0o7777
+_FMT = 0o170000
+_REG, _DIR, _LNK, _CHR, _BLK, _FIFO, _WHT = 0o100000, 0o040000, 0o120000, 0o020000, 0o060000, 0o010000, 0o160000
+_IMPLICIT = 1 << 16  # a parent directory no header declared (created 0755 root)
+_OPAQUE = 1 << 17
+_LAYER_SHIFT = 20
+_KIND = {_REG: "file", _DIR: "dir", _LNK: "symlink", _CHR: "char", _BLK: "block", _FIFO: "fifo",
+         _WHT: "whiteout"}
+_TYPE_FMT = {tarstream.CHAR: _CHR, tarstream.BLOCKDEV: _BLK, tarstream.FIFO: _FIFO}
+_INTS: dict[int, int] = {}
 
-_KINDS = {tarstream.REG: "file", tarstream.DIR: "dir", tarstream.SYMLINK: "symlink",
-          tarstream.CHAR: "char", tarstream.BLOCKDEV: "block", tarstream.FIFO: "fifo"}
+
+def _intern(value: int) -> int:
+    return _INTS.setdefault(value, value) if len(_INTS) < 65536 else value
+
+
+def _pack(fmt: int, perm: int, layer: int, flags: int = 0) -> int:
+    return _intern(fmt | (perm & _PERM) | flags | ((layer + 1) << _LAYER_SHIFT))
 
 
 @dataclass(slots=True)
@@ -69,14 +85,27 @@ class Entry:
 
 
 class _Inode:
-    """A file, directory, link or device. ``extra``: the children dict of a directory, the
-    target of a symlink, None otherwise. Hard-linked paths share one inode."""
+    """A file, directory, link or device. ``mode``: see _pack; ``extra``: the children dict of
+    a directory, the target of a symlink, None otherwise. Hard-linked paths share one inode."""
 
-    __slots__ = ("kind", "mode", "uid", "gid", "size", "layer", "extra")
+    __slots__ = ("mode", "uid", "gid", "size", "extra")
 
-    def __init__(self, kind, mode, uid, gid, size, layer, extra=None):
-        self.kind, self.mode, self.uid, self.gid = kind, mode, uid, gid
-        self.size, self.layer, self.extra = size, layer, extra
+    def __init__(self, mode, uid=0, gid=0, size=0, extra=None):
+        self.mode, self.uid, self.gid, self.size, self.extra = mode, uid, gid, size, extra
+
+    @property
+    def kind(self) -> str:
+        return _KIND[self.mode & _FMT]
+
+    @property
+    def layer(self) -> int:
+        return (self.mode >> _LAYER_SHIFT) - 1
+
+    def set_perm(self, perm: int) -> None:
+        self.mode = _intern((self.mode & ~_PERM) | (perm & _PERM))
+
+    def set_owner(self, uid: int, gid: int) -> None:
+        self.uid, self.gid = _intern(uid), _intern(gid)
 
 
 class _Link:
@@ -90,6 +119,47 @@ class _Link:
 
 def _ino(node) -> _Inode:
     return node.inode if type(node) is _Link else node
+
+
+def _fmt(node) -> int:
+    return (node.inode if type(node) is _Link else node).mode & _FMT
+
+
+class _NameSet:
+    """tar-split's duplicate check: the hashes of a layer's clean names in an open-addressing
+    table of 8-byte slots (16 MB for a million names, not the 60 of a set of ints). Two names
+    whose 64-bit hashes collide would be taken for a duplicate: odds about 1e-8 for a million
+    names, and hashes are salted per process."""
+
+    def __init__(self) -> None:
+        self.table = array("q", bytes(8 * 1024))
+        self.mask = 1023
+        self.count = 0
+
+    def add(self, key: int) -> bool:
+        """Record ``key``; True when it was already there."""
+        key = key or 1  # 0 marks an empty slot
+        table, mask = self.table, self.mask
+        i = key & mask
+        while True:
+            slot = table[i]
+            if slot == 0:
+                break
+            if slot == key:
+                return True
+            i = (i + 1) & mask
+        table[i] = key
+        self.count += 1
+        if self.count * 2 > mask:
+            old = [k for k in table if k]
+            self.mask = mask = mask * 2 + 1
+            self.table = table = array("q", bytes(8 * (mask + 1)))
+            for k in old:
+                j = k & mask
+                while table[j]:
+                    j = (j + 1) & mask
+                table[j] = k
+        return False
 
 
 @dataclass
@@ -173,16 +243,22 @@ class _LayerTree:
     def __init__(self, index: int, fs: "FileSystem"):
         self.index = index
         self.fs = fs
-        self.root = _Inode("dir", 0o755, 0, 0, 0, index, {})
-        self.seen: set[int] = set()  # tar-split's duplicate check, as hashes of clean names
+        self.root = _Inode(_pack(_DIR, 0o755, index), extra={})
+        self.seen = _NameSet()
         self.dirs: list[str] = []  # paths of directory headers: their mtimes are set at the end
+        self.removed = False  # did an entry replace another? (else every directory resolves)
 
     # Path walks inside the layer root, like the kernel inside the chroot.
 
-    def _walk(self, path: str, follow_final: bool) -> tuple[_Inode, str, object]:
+    def _walk(self, path: str, follow_final: bool, clean: bool = False) -> tuple[_Inode, str, object]:
         """(directory holding the last component, its name, the node there or None). A path
-        that ends in ``.``/``..`` or is ``/`` gives name "" and that directory as node."""
-        pending = _parts(path)
+        that ends in ``.``/``..`` or is ``/`` gives name "" and that directory as node.
+        ``clean``: ``path`` is absolute and cleaned (the fast, common case)."""
+        if clean:
+            pending = path[1:].split("/") if len(path) > 1 else []
+            pending.reverse()
+        else:
+            pending = _parts(path)
         stack = [self.root]
         links = 0
         while pending:
@@ -200,8 +276,9 @@ class _LayerTree:
                 if last:
                     return current, name, None
                 raise _Errno(errno.ENOENT)
-            inode = _ino(node)
-            if inode.kind == "symlink" and (not last or follow_final):
+            inode = node.inode if type(node) is _Link else node
+            fmt = inode.mode & _FMT
+            if fmt == _LNK and (not last or follow_final):
                 links += 1
                 if links > MAX_SYMLINK_FOLLOWS:
                     raise _Errno(errno.ELOOP)
@@ -214,21 +291,21 @@ class _LayerTree:
                 continue
             if last:
                 return current, name, node
-            if inode.kind != "dir":
+            if fmt != _DIR:
                 raise _Errno(errno.ENOTDIR)
             stack.append(inode)
         return stack[-1], "", stack[-1]
 
-    def _lookup(self, path: str, follow_final: bool):
+    def _lookup(self, path: str, follow_final: bool, clean: bool = False):
         try:
-            return self._walk(path, follow_final)[2]
+            return self._walk(path, follow_final, clean)[2]
         except _Errno:
             return None
 
     def _create(self, path: str, node) -> None:
         """Create ``node`` at ``path`` (must not exist): EEXIST/ENOENT/ENOTDIR like the kernel."""
-        parent, name, existing = self._walk(path, follow_final=False)
-        if existing is not None:
+        parent, name, existing = self._walk(path, False, True)
+        if existing is not None or not name:
             raise _Errno(errno.EEXIST)
         parent.extra[name] = node
 
@@ -237,11 +314,11 @@ class _LayerTree:
         missing = []
         while True:
             try:
-                node = self._walk(path, follow_final=True)[2]
+                node = self._walk(path, True, True)[2]
             except _Errno:
                 node = None
             if node is not None:
-                if _ino(node).kind != "dir":
+                if _fmt(node) != _DIR:
                     raise _Errno(errno.ENOTDIR, "mkdir", path)
                 break
             missing.append(path)
@@ -250,21 +327,19 @@ class _LayerTree:
                 break
         for path in reversed(missing):
             try:
-                self._create(path, _Inode("dir", 0o755 | _IMPLICIT, 0, 0, 0, self.index, {}))
+                self._create(path, _Inode(_pack(_DIR, 0o755, self.index, _IMPLICIT), extra={}))
             except _Errno as exc:
-                node = self._lookup(path, follow_final=False)
-                if node is None or _ino(node).kind != "dir":
+                node = self._lookup(path, False, True)
+                if node is None or _fmt(node) != _DIR:
                     raise _Errno(exc.code, "mkdir", path) from None
 
     # One header.
 
     def apply(self, hdr: TarHeader) -> None:
         clean = go_clean(hdr.name)
-        key = hash(clean)  # tar-split refuses a repeated (cleaned) name within one layer
-        repeated = key in self.seen
-        self.seen.add(key)
+        repeated = self.seen.add(hash(clean))  # tar-split: a repeated (cleaned) name fails
         if hdr.type != tarstream.XGLOBAL:
-            path = go_clean("/" + clean)
+            path = clean if clean[0] == "/" else go_clean("/" + clean)
             try:
                 self._unpack(hdr, clean, path)
             except _Errno as exc:
@@ -280,9 +355,11 @@ class _LayerTree:
     def finish(self) -> None:
         """The end of Unpack: the mtime of every directory header's path is set, following
         links — a path that no longer resolves fails the layer."""
+        if not self.removed:
+            return
         for path in self.dirs:
             try:
-                if self._walk(path, follow_final=True)[2] is None:
+                if self._walk(path, True, True)[2] is None:
                     raise _Errno(errno.ENOENT)
             except _Errno as exc:
                 raise LayerError(f"chtimes {path}: {_strerror(exc.code)} (the directory entry was "
@@ -295,100 +372,114 @@ class _LayerTree:
             tarstream.DIR: f"mkdir {path}"}.get(hdr.type, f"open {path}")
         return f"entry {_q(hdr.name)}: {what}: {_strerror(exc.code)} (docker load fails the same way)"
 
-    def _unpack(self, hdr: TarHeader, clean: str, path: str) -> None:
-        if path != "/":
-            try:
-                parent_missing = self._walk(_dirname(path), follow_final=False)[2] is None
-            except _Errno as exc:
-                parent_missing = exc.code == errno.ENOENT
-            if parent_missing:
-                self._mkdir_all(_dirname(path))
+    def _parent_missing(self, path: str) -> bool:
+        """os.Lstat(parent) says it does not exist (a dangling symlink parent exists)."""
         try:
-            holder, name, existing = self._walk(path, follow_final=False)
-        except _Errno:
+            return self._walk(_dirname(path), False, True)[2] is None
+        except _Errno as exc:
+            return exc.code == errno.ENOENT
+
+    def _unpack(self, hdr: TarHeader, clean: str, path: str) -> None:
+        t = hdr.type
+        is_dir = t == tarstream.DIR
+        # Lstat(path), once the missing parent (Lstat(parent) says so) is made.
+        try:
+            holder, name, existing = self._walk(path, False, True)
+        except _Errno as exc:
             holder, name, existing = None, "", None
-        is_dir = hdr.type == tarstream.DIR
+            if exc.code == errno.ENOENT and self._parent_missing(path):
+                self._mkdir_all(_dirname(path))
+                try:
+                    holder, name, existing = self._walk(path, False, True)
+                except _Errno:
+                    pass
         if existing is not None:
-            if _ino(existing).kind == "dir" and clean == ".":
-                return
-        if existing is not None:
-            if not (_ino(existing).kind == "dir" and is_dir):
+            if _fmt(existing) == _DIR and (is_dir or clean == "."):
+                if clean == ".":
+                    return
+            else:
                 if not name:
                     raise LayerError(f"entry {_q(hdr.name)} would replace the root directory "
                                      "(docker load fails on it)")
                 del holder.extra[name]
-        base = path.rsplit("/", 1)[1]
+                self.removed = True
+                existing = None
+        base = path[path.rfind("/") + 1:]
+        if base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(hdr, path, base)
+            return
+        if existing is not None:  # a directory over a directory: only mode and owner change
+            inode = existing
+        else:
+            node = self._make(hdr, path, holder, name)
+            if holder is None:
+                self._create(path, node)  # raises the kernel's error for this path
+            else:
+                holder.extra[name] = node
+            inode = _ino(node)
+        if is_dir:
+            self.dirs.append(path)
+        inode.set_owner(hdr.uid, hdr.gid)  # lchown
+        if inode.mode & _FMT != _DIR:  # the kernel drops setuid (and setgid with group-exec) on chown
+            perm = inode.mode & _PERM & ~0o4000
+            inode.set_perm(perm & ~0o2000 if perm & 0o010 else perm)
+        if hdr.xattrs:
+            self._xattrs(hdr, path, inode)
+        if t == tarstream.SYMLINK:
+            return  # there is no lchmod
+        if t == tarstream.LINK:
+            # Docker chmods a hard link only when Lstat(linkname), from the chroot's "/", works
+            # and is not a symlink: a raw linkname like "c/../b" through a file does not.
+            linked = self._lookup(hdr.linkname, False)
+            if linked is None or _fmt(linked) == _LNK:
+                return
+        inode.set_perm(hdr.mode)
+
+    def _whiteout(self, hdr: TarHeader, path: str, base: str) -> None:
         if base == OPAQUE_MARKER:
             directory = _dirname(path)
             try:
-                target = self._walk(directory, follow_final=True)[2]  # setxattr follows links
+                target = self._walk(directory, True, True)[2]  # setxattr follows links
                 if target is None:
                     raise _Errno(errno.ENOENT)
             except _Errno as exc:
                 raise LayerError(f"entry {_q(hdr.name)}: setxattr({_q(directory)}, trusted.overlay."
                                  f"opaque=y): {_strerror(exc.code)} (docker load fails the same way)") from None
-            if _ino(target).kind == "dir":
-                _ino(target).mode |= _OPAQUE
+            inode = _ino(target)
+            if inode.mode & _FMT == _DIR:
+                inode.mode = _intern(inode.mode | _OPAQUE)
             return
-        if base.startswith(WHITEOUT_PREFIX):
-            gone = go_clean(_dirname(path) + "/" + base[len(WHITEOUT_PREFIX):])
-            try:
-                self._create(gone, _Inode("whiteout", 0, hdr.uid, hdr.gid, 0, self.index))
-            except _Errno as exc:
-                raise LayerError(f"entry {_q(hdr.name)}: failed to mknod({_q(gone)}, S_IFCHR, 0): "
-                                 f"{_strerror(exc.code)} (docker load fails the same way)") from None
-            return
-        node = self._make(hdr, path)
-        if node is not None:
-            self._create(path, node)
-        if is_dir:
-            self.dirs.append(path)
-        inode = _ino(self._walk(path, follow_final=False)[2])
-        inode.uid, inode.gid = hdr.uid, hdr.gid  # lchown
-        if inode.kind != "dir":  # the kernel drops setuid (and setgid with group-exec) on chown
-            inode.mode &= ~0o4000
-            if inode.mode & 0o010:
-                inode.mode &= ~0o2000
-        if hdr.xattrs:
-            self._xattrs(hdr, path, inode)
-        if hdr.type == tarstream.SYMLINK:
-            return  # there is no lchmod
-        if hdr.type == tarstream.LINK:
-            # Docker chmods a hard link only when Lstat(linkname), from the chroot's "/", works
-            # and is not a symlink: a raw linkname like "c/../b" through a file does not.
-            linked = self._lookup(hdr.linkname, follow_final=False)
-            if linked is None or _ino(linked).kind == "symlink":
-                return
-        inode.mode = (inode.mode & ~_PERM) | (hdr.mode & _PERM)
+        gone = go_clean(_dirname(path) + "/" + base[len(WHITEOUT_PREFIX):])
+        try:
+            self._create(gone, _Inode(_pack(_WHT, 0, self.index)))
+        except _Errno as exc:
+            raise LayerError(f"entry {_q(hdr.name)}: failed to mknod({_q(gone)}, S_IFCHR, 0): "
+                             f"{_strerror(exc.code)} (docker load fails the same way)") from None
 
-    def _make(self, hdr: TarHeader, path: str):
+    def _make(self, hdr: TarHeader, path: str, holder, name: str):
         t = hdr.type
-        mode = hdr.mode & _PERM
         if t == tarstream.DIR:
-            node = self._lookup(path, follow_final=False)
-            if node is not None and _ino(node).kind == "dir":
-                return None  # merge: only mode and owner change
-            return _Inode("dir", mode, 0, 0, 0, self.index, {})
+            return _Inode(_pack(_DIR, hdr.mode, self.index), extra={})
         if t in (tarstream.REG, tarstream.REGA):
-            inode = _Inode("file", mode, 0, 0, hdr.size, self.index)
-            self.fs._offer_capture(path, inode, hdr)
+            inode = _Inode(_pack(_REG, hdr.mode, self.index), size=hdr.size)
+            self.fs._offer_capture(name, inode, hdr)
             return inode
         if t == tarstream.SYMLINK:
-            return _Inode("symlink", 0o777, 0, 0, 0, self.index, hdr.linkname)
-        if t in (tarstream.CHAR, tarstream.BLOCKDEV, tarstream.FIFO):
+            return _Inode(_pack(_LNK, 0o777, self.index), extra=hdr.linkname)
+        if t in _TYPE_FMT:
             if t == tarstream.CHAR and hdr.devmajor == 0 and hdr.devminor == 0:
-                return _Inode("whiteout", mode, 0, 0, 0, self.index)  # overlayfs reads it so
-            return _Inode(_KINDS[t], mode, 0, 0, 0, self.index)
+                return _Inode(_pack(_WHT, hdr.mode, self.index))  # overlayfs reads it so
+            return _Inode(_pack(_TYPE_FMT[t], hdr.mode, self.index))
         if t == tarstream.LINK:
             # linkat: the old path must exist, then the new name be creatable, then the old
             # one not be a directory — errors in that order.
             target_path = go_clean("/" + hdr.linkname)
-            target = self._walk(target_path, follow_final=False)[2]
+            target = self._walk(target_path, False, True)[2]
             if target is None:
                 raise _Errno(errno.ENOENT)
-            if self._walk(path, follow_final=False)[2] is not None:
-                raise _Errno(errno.EEXIST)
-            if _ino(target).kind == "dir":
+            if holder is None:
+                self._walk(path, False, True)  # raises what stops the new name
+            if _fmt(target) == _DIR:
                 raise _Errno(errno.EPERM)
             return _Link(_ino(target), target_path)
         raise LayerError(f"entry {_q(hdr.name)}: unhandled tar header type {ord(t)} "
@@ -397,8 +488,8 @@ class _LayerTree:
     def _xattrs(self, hdr: TarHeader, path: str, inode: _Inode) -> None:
         for key, value in hdr.xattrs.items():
             if key == "trusted.overlay.opaque" and value == "y":
-                if inode.kind == "dir":
-                    inode.mode |= _OPAQUE
+                if inode.mode & _FMT == _DIR:
+                    inode.mode = _intern(inode.mode | _OPAQUE)
             elif key.startswith("trusted.overlay."):
                 raise LayerError(f"entry {_q(hdr.name)} sets the overlayfs attribute {key}="
                                  f"{value!r}: Docker's overlay2 storage would show other content "
@@ -412,7 +503,7 @@ class FileSystem:
     """The merged view: layers applied bottom-up, then paths looked up with symlinks."""
 
     def __init__(self) -> None:
-        self._root = _Inode("dir", 0o755, 0, 0, 0, -1, {})  # a container's / is always 0755 root
+        self._root = _Inode(_pack(_DIR, 0o755, -1), extra={})  # a container's / is always 0755 root
         self.warnings: list[str] = []
         self._data: dict[_Inode, bytes] = {}  # kept small files (CAPTURE_NAMES), by inode
         self._captured = 0
@@ -432,12 +523,12 @@ class FileSystem:
                                  "raise it to read this image)")
             tree.apply(hdr)
         tree.finish()
-        tree.seen, tree.dirs = set(), []
+        tree.seen, tree.dirs = None, []
         self._overlay(tree.root)
         return count
 
-    def _offer_capture(self, path: str, inode: _Inode, hdr: TarHeader) -> None:
-        if path.rsplit("/", 1)[1] in CAPTURE_NAMES and hdr.size <= CAPTURE_FILE_LIMIT and \
+    def _offer_capture(self, name: str, inode: _Inode, hdr: TarHeader) -> None:
+        if name in CAPTURE_NAMES and hdr.size <= CAPTURE_FILE_LIMIT and \
                 self._captured + hdr.size <= CAPTURE_TOTAL_LIMIT:
             self._pending = inode
 
@@ -450,17 +541,18 @@ class FileSystem:
             below = lower.extra
             for name, node in upper.extra.items():
                 inode = _ino(node)
-                if inode.kind == "whiteout":
+                fmt = inode.mode & _FMT
+                if fmt == _WHT:
                     below.pop(name, None)
                     continue
                 under = below.get(name)
-                if inode.kind == "dir" and not inode.mode & _OPAQUE and under is not None \
-                        and _ino(under).kind == "dir":
-                    under.mode = inode.mode & ~_OPAQUE
-                    under.uid, under.gid, under.layer = inode.uid, inode.gid, inode.layer
+                if fmt == _DIR and not inode.mode & _OPAQUE and under is not None \
+                        and _fmt(under) == _DIR:
+                    under.mode = _intern(inode.mode & ~_OPAQUE)
+                    under.uid, under.gid = inode.uid, inode.gid
                     work.append((under, inode))
                     continue
-                if inode.kind == "dir":
+                if fmt == _DIR:
                     _strip_whiteouts(inode)
                 below[name] = node
 
@@ -471,7 +563,7 @@ class FileSystem:
         node = self._root
         for name in _components(path):
             inode = _ino(node)
-            if inode.kind != "dir":
+            if inode.mode & _FMT != _DIR:
                 return None
             node = inode.extra.get(name)
             if node is None:
@@ -503,7 +595,7 @@ class FileSystem:
                 path = f"{prefix}/{name}"
                 yield _entry(path, child)
                 inode = _ino(child)
-                if inode.kind == "dir":
+                if inode.mode & _FMT == _DIR:
                     stack.append((path, inode))
 
     def _resolve_node(self, path: str):
@@ -577,9 +669,9 @@ def _strip_whiteouts(top: _Inode) -> None:
     work = [top]
     while work:
         directory = work.pop().extra
-        for name in [n for n, c in directory.items() if _ino(c).kind in ("whiteout", "dir")]:
+        for name in [n for n, c in directory.items() if _fmt(c) in (_WHT, _DIR)]:
             inode = _ino(directory[name])
-            if inode.kind == "whiteout":
+            if inode.mode & _FMT == _WHT:
                 del directory[name]
             else:
                 work.append(inode)

@@ -15,6 +15,7 @@ the caller's hashes)."""
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 BLOCK = 512
@@ -231,14 +232,17 @@ def _cstr(b: bytes) -> str:
     return (b if end < 0 else b[:end]).decode("utf-8", "surrogateescape")
 
 
+_OCTAL = re.compile(rb"[0-7]{1,22}")
+
+
 def _octal(b: bytes) -> int:
     text = b.strip(b" \0")
+    if not text:
+        return 0
     end = text.find(b"\0")
     if end >= 0:
         text = text[:end]
-    if not text:
-        return 0
-    if not all(0x30 <= c <= 0x37 for c in text) or len(text) > 22:
+    if not _OCTAL.fullmatch(text):
         raise TarError("archive/tar: invalid tar header")
     value = int(text, 8)
     if value >= 1 << 64:
@@ -271,7 +275,7 @@ def _format(block: bytes) -> str | None:
         value = _octal(block[148:156])
     except TarError:
         return None
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 0x20
+    unsigned = sum(block) - sum(block[148:156]) + 256
     if value != unsigned:
         signed = sum(c - 256 if c > 127 else c for c in block) \
             - sum(c - 256 if c > 127 else c for c in block[148:156]) + 8 * 0x20
