@@ -169,6 +169,30 @@ def write_docker_archive(path: str | os.PathLike, spec: ImageSpec, tags: list[st
     return Path(path)
 
 
+def raw_docker_archive(images: list[tuple[bytes, list[bytes], list[str] | None]]) -> bytes:
+    """A docker-archive from exact bytes: (config, stored layer blobs, RepoTags) per image;
+    blobs shared between images are written once. For tampered and multi-image archives."""
+    buf = io.BytesIO()
+    written: set[str] = set()
+    manifest = []
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def put(name: str, data: bytes) -> None:
+            if name not in written:
+                written.add(name)
+                _add(tar, name, data)
+
+        for config, blobs, tags in images:
+            names = []
+            for blob in blobs:
+                names.append(f"{hashlib.sha256(blob).hexdigest()}/layer.tar")
+                put(names[-1], blob)
+            config_name = hashlib.sha256(config).hexdigest() + ".json"
+            put(config_name, config)
+            manifest.append({"Config": config_name, "RepoTags": tags, "Layers": names})
+        put("manifest.json", json.dumps(manifest).encode())
+    return buf.getvalue()
+
+
 def image_id(spec: ImageSpec) -> str:
     return sha256(spec.config(spec.layer_blobs()))
 

@@ -17,7 +17,6 @@ replays one case. Every image and container created is removed.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -234,27 +233,7 @@ def exported_view(raw: bytes) -> dict:
 
 def docker_archive(images: list[tuple[bytes, list[bytes]]]) -> bytes:
     """One docker-archive holding several images: (config bytes, layer blobs) each."""
-    buf = io.BytesIO()
-    written: set[str] = set()
-    manifest = []
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        def add(name: str, data: bytes) -> None:
-            if name not in written:
-                written.add(name)
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-
-        for config, blobs in images:
-            names = []
-            for blob in blobs:
-                names.append(f"{hashlib.sha256(blob).hexdigest()}/layer.tar")
-                add(names[-1], blob)
-            config_name = hashlib.sha256(config).hexdigest() + ".json"
-            add(config_name, config)
-            manifest.append({"Config": config_name, "RepoTags": None, "Layers": names})
-        add("manifest.json", json.dumps(manifest).encode())
-    return buf.getvalue()
+    return ik.raw_docker_archive([(config, blobs, None) for config, blobs in images])
 
 
 def config_for(blobs: list[bytes], case: int) -> bytes:

@@ -291,13 +291,10 @@ class LayerStream:
         self.drain()
         raw = self.raw
         if self.digest:
-            if raw.size is not None and raw.count != raw.size:
-                raise DigestMismatch(f"blob {self.digest} has {raw.count} bytes; its descriptor "
-                                     f"states {raw.size}")
             actual = f"{raw.hash.name}:{raw.hash.hexdigest()}"
-            if actual != self.digest:
-                raise DigestMismatch(f"blob does not match its digest: expected {self.digest}, "
-                                     f"the bytes hash to {actual}")
+            if actual != self.digest or (raw.size is not None and raw.count != raw.size):
+                raise DigestMismatch(f"blob does not match its descriptor: expected {self.digest} "
+                                     f"({raw.size} bytes), the bytes hash to {actual} ({raw.count} bytes)")
         diff = self.diff_hash or raw.hash
         actual = f"{diff.name}:{diff.hexdigest()}"
         if actual != self.diff_id:

@@ -167,12 +167,10 @@ def verify_document(data: bytes, digest: str, size: int | None, what: str) -> by
     if algorithm not in ("sha256", "sha512") or not re.fullmatch(
             "[0-9a-f]{64}" if algorithm == "sha256" else "[0-9a-f]{128}", expected):
         raise SourceError(f"{what}: descriptor digest {digest!r} is not a sha256/sha512 digest")
-    if size is not None and size != len(data):
-        raise SourceError(f"{what}: {len(data)} bytes, its descriptor states {size}")
     actual = hashlib.new(algorithm, data).hexdigest()
-    if actual != expected:
-        raise SourceError(f"{what} does not match its digest: expected {digest}, the bytes hash "
-                          f"to {algorithm}:{actual}")
+    if actual != expected or (size is not None and size != len(data)):
+        raise SourceError(f"{what} does not match its descriptor: expected {digest} ({size} bytes), "
+                          f"the bytes hash to {algorithm}:{actual} ({len(data)} bytes)")
     return data
 
 
