@@ -104,13 +104,19 @@ def sha256(data: bytes) -> str:
 def merged_view(*layers, limits=None):
     """The reader's merged view of layers given as member lists or raw layer bytes (each
     verified against its own diff_id, as an image would declare it)."""
+    blobs = [layer if isinstance(layer, bytes) else layer_tar(layer) for layer in layers]
+    return merged_view_stored(blobs, blobs, limits)
+
+
+def merged_view_stored(stored: list[bytes], uncompressed: list[bytes], limits=None):
+    """The merged view of layer blobs as stored (compressed or not), verified against the
+    diff_ids of ``uncompressed``."""
     from pytest_dhi_cilium.image.layers import FileSystem, read_layer
     from pytest_dhi_cilium.image.layerstream import LayerStream, Limits
 
     fs, limits = FileSystem(), limits or Limits()
-    for index, layer in enumerate(layers):
-        blob = layer if isinstance(layer, bytes) else layer_tar(layer)
-        stream = LayerStream(io.BytesIO(blob), digest="", size=None, diff_id=sha256(blob), limits=limits)
+    for index, (blob, plain) in enumerate(zip(stored, uncompressed)):
+        stream = LayerStream(io.BytesIO(blob), digest="", size=None, diff_id=sha256(plain), limits=limits)
         read_layer(index, stream, fs, limits)
     return fs
 

@@ -101,7 +101,10 @@ def short_digest(digest: str) -> str:
 def build_image(ref: str, raw: RawImage, limits: Limits | None = None) -> Image:
     """Read every layer once, streaming and verified, into the model. Any failure is one
     SourceError sentence naming the layer."""
-    limits = limits or Limits.from_env()
+    try:
+        limits = limits or Limits.from_env()
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
     fs = FileSystem()
     layers = []
     budget = limits.image_bytes

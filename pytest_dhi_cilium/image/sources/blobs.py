@@ -144,7 +144,10 @@ class TarBlobs:
         return tarstream.TarReader(chunk, seek)
 
     def _scan(self, tar: tarstream.TarReader) -> None:
-        limit = Limits.from_env().image_bytes
+        try:
+            limit = Limits.from_env().image_bytes
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
         count = 0
         while (hdr := tar.next()) is not None:
             count += 1
