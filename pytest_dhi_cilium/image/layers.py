@@ -404,6 +404,7 @@ class _LayerTree:
                 del holder.extra[name]
                 self.removed = True
                 existing = None
+                holder = None  # the removal may have cut the way there (a parent symlink): walk again
         base = path[path.rfind("/") + 1:]
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(hdr, path, base)
@@ -413,7 +414,7 @@ class _LayerTree:
         else:
             node = self._make(hdr, path, holder, name)
             if holder is None:
-                self._create(path, node)  # raises the kernel's error for this path
+                self._create(path, node)  # walks again; raises the kernel's error for this path
             else:
                 holder.extra[name] = node
             inode = _ino(node)
@@ -477,8 +478,8 @@ class _LayerTree:
             target = self._walk(target_path, False, True)[2]
             if target is None:
                 raise _Errno(errno.ENOENT)
-            if holder is None:
-                self._walk(path, False, True)  # raises what stops the new name
+            if holder is None and self._walk(path, False, True)[2] is not None:  # or raises
+                raise _Errno(errno.EEXIST)
             if _fmt(target) == _DIR:
                 raise _Errno(errno.EPERM)
             return _Link(_ino(target), target_path)
