@@ -1,10 +1,11 @@
 """Docker is the oracle: generated layer sets, loaded into the real engine and read back.
 
 A seeded generator writes tricky layers — paths with ``..``, ``.``, ``//``, absolute and
-trailing-slash forms, symlinks through symlinks and out of the root, hard links (to earlier
-entries, through symlinked directories, to lower layers, to directories, with other modes and
-owners), whiteouts and opaque directories across and within layers, ``mknod c 0 0``, FIFOs,
-repeated paths, directories replaced by files and back. Each case is judged by the reader;
+trailing-slash forms, symlinks through symlinks and out of the root, entries written through a
+symlinked parent, hard links (to earlier entries, through symlinked directories, to lower
+layers, to directories, with other modes and owners), whiteouts and opaque directories (marker
+file and xattr) across and within layers, ``mknod c 0 0``, FIFOs, repeated paths, directories
+replaced by files and back. Each case is judged by the reader;
 cases it accepts are ``docker load``ed in batches (one archive, many images), a container is
 created from each and ``docker export``ed, and every path's existence, type, mode, owner, size
 and symlink target must agree with the reader's merged view; cases the reader refuses must fail
@@ -112,11 +113,14 @@ class Generator:
         if kind == "dir":
             path = self.some_path()
             self.dirs.append(path)
-            return ik.Member(self.path_form(path, True), "dir", b"", mode, uid, gid)
+            kind = "dir-opaque" if rng.random() < 0.1 else "dir"
+            return ik.Member(self.path_form(path, True), kind, b"", mode, uid, gid)
         if kind == "symlink":
             path = self.some_path()
             target = rng.choice(["a", "b", "../a", "/a/b", "a/../c", "../../..", "/", "zz",
                                  path.rsplit("/", 1)[-1], "./d/", "//c"])
+            if rng.random() < 0.3:
+                self.dirs.append(path)  # later entries go through it
             return ik.Member(self.path_form(path), "symlink", b"", 0o777, uid, gid, target)
         if kind == "hardlink":
             path = self.new_path()
@@ -168,7 +172,8 @@ class Generator:
 
 
 def layer_bytes(members: list[ik.Member]) -> bytes:
-    """Like imagekit.layer_tar, plus FIFOs and 0/0 character devices; names as given."""
+    """Like imagekit.layer_tar, plus FIFOs, 0/0 character devices and directories made opaque
+    by xattr; names as given."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for m in members:
@@ -176,7 +181,10 @@ def layer_bytes(members: list[ik.Member]) -> bytes:
             info.mode, info.uid, info.gid, info.mtime = m.mode, m.uid, m.gid, 1700000000
             types = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
                      "fifo": tarfile.FIFOTYPE, "char00": tarfile.CHRTYPE}
-            if m.kind in types:
+            if m.kind == "dir-opaque":  # the xattr overlayfs reads, set by the layer itself
+                info.type, info.pax_headers = tarfile.DIRTYPE, {_OPAQUE_XATTR: "y"}
+                tar.addfile(info)
+            elif m.kind in types:
                 info.type, info.linkname = types[m.kind], m.link
                 tar.addfile(info)
             else:
@@ -304,14 +312,20 @@ def _cases():
 
 
 def _describe(case: int, blobs: list[bytes]) -> str:
+    """The case, replayable, with every header of every layer."""
     lines = [f"seed {SEED} case {case} (replay: DHI_DIFF_SEED={SEED} DHI_DIFF_ONLY={case})"]
     for i, blob in enumerate(blobs):
         with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-            members = [f"{m.name!r}{'->' + m.linkname if m.linkname else ''} "
-                       f"{'dir' if m.isdir() else 'sym' if m.issym() else 'lnk' if m.islnk() else 'fifo' if m.isfifo() else 'chr' if m.ischr() else 'reg'} "
-                       f"{m.mode:o} {m.uid}:{m.gid}" for m in tar]
+            members = [f"{m.name!r}{'->' + m.linkname if m.linkname else ''} {_TYPE_NAMES.get(m.type, 'reg')}"
+                       f"{' opaque-xattr' if m.pax_headers.get(_OPAQUE_XATTR) else ''} {m.mode:o} {m.uid}:{m.gid}"
+                       for m in tar]
         lines.append(f"  layer {i + 1}: " + ", ".join(members))
     return "\n".join(lines)
+
+
+_TYPE_NAMES = {tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "sym", tarfile.LNKTYPE: "lnk",
+               tarfile.FIFOTYPE: "fifo", tarfile.CHRTYPE: "chr"}
+_OPAQUE_XATTR = "SCHILY.xattr.trusted.overlay.opaque"
 
 
 @pytest.mark.docker
