@@ -327,7 +327,13 @@ class _LayerTree:
                 break
         for path in reversed(missing):
             try:
-                self._create(path, _Inode(_pack(_DIR, 0o755, self.index, _IMPLICIT), extra={}))
+                parent, name, existing = self._walk(path, False, True)
+                if existing is not None or not name:
+                    raise _Errno(errno.EEXIST)
+                # mkdir in a setgid directory inherits setgid; Docker's chmod of the new
+                # directory compares permission bits only, so it stays
+                perm = 0o755 | (parent.mode & 0o2000)
+                parent.extra[name] = _Inode(_pack(_DIR, perm, self.index, _IMPLICIT), extra={})
             except _Errno as exc:
                 node = self._lookup(path, False, True)
                 if node is None or _fmt(node) != _DIR:
