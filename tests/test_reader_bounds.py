@@ -186,7 +186,7 @@ def test_a_bad_limit_value_is_one_sentence(run_suite, fake_operator, tmp_path, m
 
 
 def test_default_limits_and_their_spelling():
-    assert Limits() == Limits(layer_bytes=4 << 30, layer_entries=1_000_000, image_bytes=8 << 30)
+    assert Limits() == Limits(layer_bytes=1 << 30, layer_entries=1_000_000, image_bytes=2 << 30)
     assert Limits.from_env({"DHI_MAX_LAYER_BYTES": "512MiB", "DHI_MAX_LAYER_ENTRIES": "2000000"}) == \
         Limits(layer_bytes=512 << 20, layer_entries=2_000_000)
     assert [parse_size(t, "X") for t in ("4G", "4GiB", "4gb", "1000", "1k")] == [4 << 30] * 3 + [1000, 1024]
