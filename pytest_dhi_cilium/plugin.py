@@ -38,6 +38,11 @@ def pytest_configure(config: pytest.Config) -> None:
     state = DhiState(settings)
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(_Reporter(config, state), "dhi-cilium-reporter")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        state.pins.update(workerinput.get("dhi_pins") or {})
+    elif config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_PinForWorkers(state), "dhi-cilium-pins")
     if any("cluster" in settings.tiers_for(ref) for ref in settings.images):
         # Imported only now: kind/helm/kubernetes cost nothing to image-tier runs.
         config.pluginmanager.import_plugin("pytest_dhi_cilium.cluster.fixtures")
@@ -112,7 +117,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if state.targets is None:
         from .targets import expand_targets
 
-        state.targets = expand_targets(state.settings)
+        state.targets = expand_targets(state.settings, state.pins)
     tier_marker = metafunc.definition.get_closest_marker("dhi_tier")
     tier = tier_marker.args[0] if tier_marker else None
     targets = [t for t in state.targets if tier is None or tier in t.tiers]
@@ -164,6 +169,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     }
 
 
+class _PinForWorkers:
+    """pytest-xdist: the controller resolves each registry tag once and hands every worker the
+    digest, so no two workers can judge different images behind one moving tag."""
+
+    def __init__(self, state: DhiState) -> None:
+        self.state = state
+
+    def pytest_configure_node(self, node) -> None:
+        from .targets import resolve_pins
+
+        resolve_pins(self.state.settings, self.state.pins)
+        node.workerinput["dhi_pins"] = dict(self.state.pins)
+
+
 class _Reporter:
     """Collects every suite report (xdist workers' included) and writes the report files."""
 
@@ -174,6 +193,7 @@ class _Reporter:
         self.state = state
         self.builder = ReportBuilder()
         self.document: dict | None = None
+        self.moved: dict[str, str] = {}  # registry reference -> its tag moved during the run
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if getattr(report, "dhi_cilium", None) is not None:
@@ -186,6 +206,13 @@ class _Reporter:
 
         self.document = self.builder.document()
         settings = self.state.settings
+        if self.state.pins:
+            from .targets import moved_tags
+
+            self.moved = moved_tags(settings, self.state.pins)
+            for image in self.document["images"]:
+                if image["ref"] in self.moved:
+                    image["warnings"] = list(image.get("warnings") or []) + [self.moved[image["ref"]]]
         if settings.report:
             write_json(self.document, settings.report)
         if settings.report_md:
@@ -209,6 +236,8 @@ class _Reporter:
                     terminalreporter.write_line(f"    {check['outcome']:8} {check['id']}: {check['message']}")
             if image["not_run"]:
                 terminalreporter.write_line(f"    not run  {', '.join(image['not_run'])}")
+            if image["ref"] in self.moved:
+                terminalreporter.write_line(f"    warning  {self.moved[image['ref']]}")
         for path in (self.state.settings.report, self.state.settings.report_md):
             if path:
                 terminalreporter.write_line(f"report written to {path}")

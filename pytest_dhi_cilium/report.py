@@ -20,7 +20,8 @@ class ReportBuilder:
         check; the worst phase wins, so a teardown error is never hidden by a passed call."""
         data = report.dhi_cilium
         image = self.images.setdefault(data["target"], {
-            "ref": data["ref"], "target": data["target"], "digest": "", "platform": data["platform"],
+            "ref": data["ref"], "target": data["target"], "digest": "", "index_digest": "",
+            "platform": data["platform"],
             "variant": "", "profile": data["profile"], "tiers": data["tiers"], "checks": {},
         })
         if data.get("image"):
@@ -124,6 +125,9 @@ def render_markdown(document: dict) -> str:
             lines.append(f"Variant **{image['variant']}** ({image['variant_reason']}); "
                          f"profile **{image['profile']}**; tiers {', '.join(image['tiers'])}.")
             lines.append("")
+        if image.get("index_digest"):
+            lines += [f"Index `{image['index_digest']}`, this platform's manifest `{image['digest']}`, "
+                      f"config `{image.get('config_digest') or '-'}`.", ""]
         lines += ["| check | tier | outcome | message |", "|---|---|---|---|"]
         for check in image["checks"]:
             lines.append(f"| `{check['id']}` | {check['tier']} | {_ICON[check['outcome']]} | {_cell(check['message'])} |")

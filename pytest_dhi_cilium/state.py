@@ -17,6 +17,7 @@ class DhiState:
     settings: Settings
     targets: list[Target] | None = None
     meta: dict[str, dict] = field(default_factory=dict)  # target id -> image summary
+    pins: dict[str, str] = field(default_factory=dict)  # registry reference -> the digest it resolved to
 
 
 STATE_KEY = pytest.StashKey[DhiState]()
@@ -28,6 +29,7 @@ def image_summary(target: Target, image, expectations) -> dict:
         "ref": target.ref.raw,
         "target": target.id,
         "digest": image.digest,
+        "index_digest": target.index_digest,
         "config_digest": image.config_digest,
         "platform": str(image.platform),
         "variant": expectations.variant,

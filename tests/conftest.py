@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # imagekit, fake_operator.build
 
 import imagekit  # noqa: E402
+import registrykit  # noqa: E402
 from fake_operator.build import build_fake_operator  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -42,6 +44,37 @@ def docker_client():
     client.close()
 
 
+def _registry(credentials=None, schema1=False):
+    """A real registry on loopback for the session; its process and storage go at the end. No
+    tools or no start: skip locally, FAIL under CI=true."""
+    missing = registrykit.missing_tools()
+    try:
+        if missing:
+            raise RuntimeError(f"apt-get install {' '.join(missing)}")
+        registry = registrykit.Registry(credentials, schema1).start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        message = f"no local registry for the registry tests: {exc}"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """Anonymous pulls and pushes (and legacy schema 1 accepted, to be refused by the plugin)."""
+    yield from _registry(schema1=True)
+
+
+@pytest.fixture(scope="session")
+def auth_registry():
+    """htpasswd (bcrypt) authentication: 401 without credentials."""
+    yield from _registry(credentials=("dhi-user", uuid.uuid4().hex[:12]))
+
+
 @pytest.fixture(scope="session")
 def loaded_images(docker_client):
     """Load a spec into the engine (`docker load` of a docker-archive written in Python);
@@ -57,9 +90,14 @@ def loaded_images(docker_client):
         return ref
 
     yield load
-    for ref in loaded:
+    remove_images(docker_client, loaded)
+
+
+def remove_images(client, names: list[str]) -> None:
+    """Remove the images this test run put into the engine (already gone is fine)."""
+    for name in names:
         try:
-            docker_client.images.remove(ref, force=True)
+            client.images.remove(name, force=True)
         except Exception:
             pass
 

@@ -68,7 +68,7 @@ def test_a_layer_blob_with_other_bytes_is_an_error_naming_both_digests(run_suite
     result.assert_outcomes(errors=6)
     text = message(report)
     assert f"layer 3 of 3 ({ik.sha256(shell)[:19]})" in text
-    assert f"blob does not match its descriptor: expected {ik.sha256(shell)} ({len(shell)} bytes), " \
+    assert f"blob does not match its digest: expected {ik.sha256(shell)} ({len(shell)} bytes), " \
            f"the bytes hash to {ik.sha256(clean)} ({len(clean)} bytes)" in text
 
 
@@ -79,7 +79,7 @@ def test_a_blob_whose_size_differs_from_its_descriptor_is_an_error(run_suite, fa
         manifest["layers"][1]["size"] += 1
 
     _, report = run_suite(write_oci(tmp_path, spec, edit_manifest=grow))
-    assert "blob does not match its descriptor" in message(report) and "layer 2 of 2" in message(report)
+    assert "blob does not match its digest" in message(report) and "layer 2 of 2" in message(report)
 
 
 def test_a_layer_whose_content_is_not_its_diff_id_is_an_error(run_suite, fake_operator, tmp_path):
@@ -97,9 +97,9 @@ def test_a_tampered_manifest_or_config_is_an_error(run_suite, fake_operator, tmp
     config = json.loads(spec.config(blobs))
     config["config"]["User"] = "0"  # root, under the digest of the nonroot config
     _, report = run_suite(write_oci(tmp_path / "c", spec, config_file=json.dumps(config).encode()))
-    assert f"config {ik.sha256(spec.config(blobs))} does not match its descriptor" in message(report)
+    assert f"config {ik.sha256(spec.config(blobs))} does not match its digest" in message(report)
     _, report = run_suite(write_oci(tmp_path / "m", spec, manifest_file=b'{"schemaVersion": 2}'))
-    assert "manifest sha256:" in message(report) and "does not match its descriptor" in message(report)
+    assert "manifest sha256:" in message(report) and "does not match its digest" in message(report)
 
 
 def test_a_swapped_docker_archive_layer_is_refused_as_docker_load_refuses_it(run_suite, fake_operator, tmp_path):

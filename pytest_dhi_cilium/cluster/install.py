@@ -156,10 +156,10 @@ def observe_deep(env: ClusterEnv, snap: Snapshot, image_name: str) -> Snapshot:
                    diagnostics=diagnostics.gather(env.kube, env.helm, snap.pods))
 
 
-def _bring_in(env: ClusterEnv, ref: Reference, names: list[str]) -> str:
+def _bring_in(env: ClusterEnv, ref: Reference, names: list[str], digest: str = "") -> str:
     """Load the image into kind (BYO: nothing to do) and return the name the chart gets."""
     try:
-        name = in_cluster_name(ref, names, loaded=env.kind is not None)
+        name = in_cluster_name(ref, names, loaded=env.kind is not None, digest=digest)
         if env.kind is not None:
             load_image(env.settings, env.kind, ref, name, env.workdir, env.progress)
     except LoadError as exc:
@@ -185,9 +185,10 @@ def install_target(env: ClusterEnv, ref: Reference, image) -> Installed:
         raise InstallError(f"{ref.raw}: no operator version in its tag(s) "
                            f"({', '.join(image_tags(ref, image.names)) or 'none'}) to pick the Cilium chart "
                            "version from; pass --dhi-cilium-version=X.Y.Z")
-    name = _bring_in(env, ref, image.names)
+    name = _bring_in(env, ref, image.names, image.digest)
     # A pulled daemon image's registry digest is what a node that pulls it reports; it is the
-    # engine's record (not verified by the reader), accepted here as the manifest digest.
+    # engine's record (not verified by the reader: `docker save` has no manifest), accepted here
+    # as the manifest digest.
     under_test = ImageUnderTest(name, image.repo_digest or image.digest, image.config_digest)
     upgrade = None
     if s.upgrade_from:

@@ -9,7 +9,7 @@ import tarfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..image.reference import DAEMON, Reference, ReferenceError, parse_reference
+from ..image.reference import DAEMON, REGISTRY, Reference, ReferenceError, parse_reference
 from ..signals import sigterm_as_interrupt
 from .options import ClusterSettings
 from .waiting import Progress
@@ -45,13 +45,21 @@ def _is_name_tag(name: str) -> bool:
     return ref.transport == DAEMON and "@" not in name and bool(ref.tag)
 
 
-def in_cluster_name(ref: Reference, names: list[str], loaded: bool) -> str:
+def in_cluster_name(ref: Reference, names: list[str], loaded: bool, digest: str = "") -> str:
     """The reference the chart gets as ``operator.image.override``.
 
-    Without loading (a BYO cluster pulls from a registry) the reference is used as given. A
-    loaded image must be found by the name it carries: containerd names an imported archive
-    after its RepoTags / ``io.containerd.image.name``, and a digest-only or untagged image
-    cannot be referenced at all."""
+    Without loading (a BYO cluster pulls from a registry) the reference is used as given; a
+    ``docker://`` image by ``digest``, the manifest the image tier judged. A loaded image must
+    be found by the name it carries: containerd names an imported archive after its RepoTags /
+    ``io.containerd.image.name``, and a digest-only or untagged image cannot be referenced."""
+    if ref.transport == REGISTRY:
+        if not loaded:
+            from ..image.sources.registry import daemon_name
+
+            return daemon_name(ref, digest)
+        raise LoadError(f"{ref.raw}: a docker:// image is certified on a cluster that pulls it by digest "
+                        "itself: pass --dhi-kubeconfig (for kind, certify the daemon reference instead: "
+                        "docker pull it and pass NAME:TAG)")
     if ref.transport == DAEMON and (not loaded or _is_name_tag(ref.location)):
         return ref.location
     if not loaded:

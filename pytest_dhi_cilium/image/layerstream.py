@@ -295,7 +295,7 @@ class LayerStream:
         if self.digest:
             actual = f"{raw.hash.name}:{raw.hash.hexdigest()}"
             if actual != self.digest or (raw.size is not None and raw.count != raw.size):
-                raise DigestMismatch(f"blob does not match its descriptor: expected {self.digest} "
+                raise DigestMismatch(f"blob does not match its digest: expected {self.digest} "
                                      f"({raw.size} bytes), the bytes hash to {actual} ({raw.count} bytes)")
         diff = self.diff_hash or raw.hash
         actual = f"{diff.name}:{diff.hexdigest()}"

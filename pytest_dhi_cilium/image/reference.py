@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 ARCHIVE_TRANSPORTS = ("docker-archive", "oci-archive", "oci")
 DAEMON = "docker-daemon"
+REGISTRY = "docker"  # docker://REGISTRY/REPO:TAG, as skopeo and podman spell a registry image
+DOCKER_HUB = "docker.io"
 
 # name[:tag][@digest], the grammar docker itself accepts (lower-case path components).
 _DOCKER_REF = re.compile(
@@ -23,18 +25,18 @@ class ReferenceError(ValueError):
 @dataclass(frozen=True)
 class Reference:
     raw: str
-    transport: str  # docker-daemon, docker-archive, oci-archive, oci
-    location: str  # docker reference, or the archive / layout path
+    transport: str  # docker-daemon, docker (a registry), docker-archive, oci-archive, oci
+    location: str  # docker reference (a registry's: normalized, host first), or the archive / layout path
     selector: str = ""  # archive-only: which image inside (a RepoTag or an OCI ref.name)
 
     @property
     def daemonless(self) -> bool:
-        return self.transport in ARCHIVE_TRANSPORTS
+        return self.transport in ARCHIVE_TRANSPORTS or self.transport == REGISTRY
 
     @property
     def tag(self) -> str:
         """The tag, when the reference names one (used for -dev detection and versions)."""
-        if self.transport == DAEMON:
+        if self.transport in (DAEMON, REGISTRY):
             return tag_of(self.location)
         return tag_of(self.selector, bare_is_tag=True)
 
@@ -61,15 +63,47 @@ def parse_reference(raw: str) -> Reference:
             if not path:
                 raise ReferenceError(f"{raw!r}: {transport}: needs a path")
             return Reference(raw, transport, path, selector)
-    for prefix in ("docker-daemon:", "docker://"):
-        if value.startswith(prefix):
-            value = value[len(prefix):]
+    if value.startswith("docker://"):
+        return Reference(raw, REGISTRY, normalize_registry_name(raw, value[len("docker://"):]))
+    value = value.removeprefix("docker-daemon:")
     if not _DOCKER_REF.match(value):
         raise ReferenceError(
             f"{raw!r} is not a Docker reference (name[:tag][@sha256:...]) nor one of "
-            "docker-archive:PATH, oci-archive:PATH, oci:DIR"
+            "docker://REGISTRY/REPO:TAG, docker-archive:PATH, oci-archive:PATH, oci:DIR"
         )
     return Reference(raw, DAEMON, value)
+
+
+def split_registry_name(location: str) -> tuple[str, str, str, str]:
+    """A normalized registry location -> (host, repository, tag, digest)."""
+    match = _DOCKER_REF.match(location)
+    if not match:
+        raise ReferenceError(f"{location!r} is not a registry reference")
+    host, _, repo = match["name"].partition("/")
+    return host, repo, match["tag"] or "", match["digest"] or ""
+
+
+def normalize_registry_name(raw: str, value: str) -> str:
+    """``HOST/REPO[:TAG][@sha256:…]`` with Docker's defaults filled in, as ``docker pull`` and
+    skopeo read it: no host (a first component without ``.``, ``:`` or ``localhost``) is Docker
+    Hub, a one-component Hub name is under ``library/``, no tag and no digest is ``:latest``."""
+    match = _DOCKER_REF.match(value)
+    if not match or not value:
+        raise ReferenceError(f"{raw!r}: docker:// needs REGISTRY/REPOSITORY[:TAG][@sha256:...] "
+                             "(lower-case, as Docker spells references)")
+    first, _, rest = match["name"].partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        host, repo = first, rest
+    else:
+        host, repo = DOCKER_HUB, match["name"]
+    if host in ("index.docker.io", "registry-1.docker.io"):
+        host = DOCKER_HUB
+    if host == DOCKER_HUB and "/" not in repo:
+        repo = "library/" + repo
+    tag, digest = match["tag"], match["digest"]
+    if not tag and not digest:
+        tag = "latest"
+    return f"{host}/{repo}" + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
 
 
 def _split_selector(rest: str) -> tuple[str, str]:

@@ -92,6 +92,7 @@ class Engine:
     def __init__(self) -> None:
         self.client = docker_client()  # SourceError with one clear sentence when unreachable
         self._loaded: list[str] = []  # image ids this session loaded (removed at close)
+        self._pulled: list[str] = []  # HOST/REPO@sha256 references this session pulled (removed at close)
         self._tmp = tempfile.mkdtemp(prefix="dhi-cilium-")
 
     @functools.cached_property
@@ -118,6 +119,34 @@ class Engine:
                 return self.client.images.pull(ref).id
         except docker.errors.APIError as exc:
             raise SourceError(f"{ref}: {exc.explanation or exc}") from None
+
+    def pull_pinned(self, name: str, pull: str, config_digest: str, manifest_digest: str) -> str:
+        """A registry image by digest (``HOST/REPO@sha256:…``), pulled per policy with the Docker
+        config's credentials, which must be the very image the image tier judged: the engine
+        names it by its config digest (its manifest digest with the containerd image store).
+        Removed at close unless the engine already had it."""
+        import docker.errors
+
+        try:
+            try:
+                image, existed = self.client.images.get(name), True
+            except docker.errors.ImageNotFound:
+                image, existed = None, False
+            if image is None and pull == "never":
+                raise SourceError(f"{name}: not in the local Docker engine and --dhi-pull=never "
+                                  "(docker pull it, or --dhi-pull=missing)")
+            if image is None or pull == "always":
+                image = self.client.images.pull(name)
+        except docker.errors.APIError as exc:
+            hint = ("; the engine needs this registry in its own insecure-registries (daemon.json)"
+                    if "HTTP response to HTTPS client" in str(exc) else "")
+            raise SourceError(f"docker pull {name} failed: {_one_line(exc.explanation or str(exc))}{hint}") from None
+        if not existed:
+            self._pulled.append(name)
+        if image.id not in (config_digest, manifest_digest):
+            raise SourceError(f"the engine's image {image.id} pulled as {name} is not the image the image "
+                              f"tier judged (config {config_digest})")
+        return image.id
 
     def entrypoint(self, image: str) -> list[str] | None:
         return (self.client.images.get(image).attrs.get("Config") or {}).get("Entrypoint")
@@ -234,6 +263,11 @@ class Engine:
             for image_id in self._loaded:
                 try:
                     self.client.images.remove(image_id, force=True)
+                except docker.errors.APIError:
+                    pass
+            for name in self._pulled:  # the digest reference only: other names of the image stay
+                try:
+                    self.client.images.remove(name)
                 except docker.errors.APIError:
                     pass
         finally:

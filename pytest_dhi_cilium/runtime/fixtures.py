@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from ..image.reference import REGISTRY, Reference
 from ..image.sources import Platform, SourceError, open_source, reading
+from ..image.sources.registry import daemon_name
 from ..options import Settings
 from ..settings import OPERATOR_NAME
 from ..signals import sigterm_as_interrupt
@@ -43,14 +45,18 @@ class Runnable:
 def dhi_runnable(dhi_engine: Engine, dhi_target: Target, dhi_image, dhi_expectations,
                  dhi_settings: Settings) -> Runnable:
     """The image under test, present in the engine (archive inputs are loaded, untagged, and
-    removed at the end unless they were already there). Depends on the expectations so the
-    report names digest, platform and variant even when only the runtime tier runs."""
+    removed at the end unless they were already there; a registry image is pulled by the digest
+    the image tier judged). Depends on the expectations so the report names digest, platform
+    and variant even when only the runtime tier runs."""
     host = dhi_engine.platform
     if not dhi_image.platform.matches(host):
         pytest.skip(f"{dhi_image.platform} image cannot run on this {host} engine (runtime tier "
                     "runs only the host's platform)")
     try:
-        if dhi_target.ref.daemonless:
+        if dhi_target.ref.transport == REGISTRY:
+            image = _pull_judged(dhi_engine, dhi_target.ref, dhi_image.digest, dhi_image.config_digest,
+                                 dhi_settings.pull)
+        elif dhi_target.ref.daemonless:
             with reading(dhi_target.ref), open_source(dhi_target.ref) as source:
                 image = dhi_engine.load(source.read(dhi_target.platform))
         else:
@@ -156,9 +162,10 @@ def dhi_reference_runs(dhi_engine, dhi_settings) -> ReferenceRuns:
         pytest.skip("no --dhi-reference-image given: nothing to compare the flags with")
     try:
         if ref.daemonless:
-            with reading(ref), open_source(ref) as source:
+            with reading(ref), open_source(ref, insecure=dhi_settings.insecure_registries) as source:
                 raw = source.read(_host_platform(source, dhi_engine))
-                image = dhi_engine.load(raw)
+                image = (_pull_judged(dhi_engine, ref, raw.manifest_digest, raw.config_digest, dhi_settings.pull)
+                         if ref.transport == REGISTRY else dhi_engine.load(raw))
             entry = (raw.config.get("config") or {}).get("Entrypoint")
         else:
             image = dhi_engine.ensure_image(ref.location, dhi_settings.pull)
@@ -169,6 +176,11 @@ def dhi_reference_runs(dhi_engine, dhi_settings) -> ReferenceRuns:
     return ReferenceRuns(_run_args(dhi_engine, runnable, dhi_settings, "--help"),
                          _run_args(dhi_engine, runnable, dhi_settings, "--version"),
                          str(entry) if entry else f"none (chart command {OPERATOR_NAME})")
+
+
+def _pull_judged(engine: Engine, ref: Reference, digest: str, config_digest: str, pull: str) -> str:
+    """A registry image into the engine by its manifest digest: exactly what was read."""
+    return engine.pull_pinned(daemon_name(ref, digest), pull, config_digest, digest)
 
 
 def _host_platform(source, engine: Engine) -> Platform | None:

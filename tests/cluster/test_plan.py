@@ -96,6 +96,17 @@ def test_in_cluster_name(raw, names, loaded, expected):
     assert kind.in_cluster_name(parse_reference(raw), names, loaded) == expected
 
 
+def test_a_registry_image_is_referenced_by_the_judged_digest():
+    """BYO cluster: the node pulls the manifest the image tier judged, whatever the tag says now."""
+    digest = "sha256:" + "b2" * 32
+    ref = parse_reference("docker://127.0.0.1:5000/acme/op:1.18.3")
+    assert kind.in_cluster_name(ref, [], loaded=False, digest=digest) == f"127.0.0.1:5000/acme/op@{digest}"
+    assert kind.in_cluster_name(parse_reference("docker://acme/op:1"), [], False, digest) == \
+        f"docker.io/acme/op@{digest}"
+    with pytest.raises(kind.LoadError, match="pass --dhi-kubeconfig"):
+        kind.in_cluster_name(ref, [], loaded=True, digest=digest)
+
+
 def test_in_cluster_name_refuses_what_a_node_cannot_find():
     with pytest.raises(kind.LoadError, match=r"carries no name:tag .*\(names: 1.18.3\)"):
         kind.in_cluster_name(parse_reference("oci-archive:/x/op.tar"), ["1.18.3"], loaded=True)

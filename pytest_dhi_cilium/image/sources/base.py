@@ -115,6 +115,8 @@ class ImageSource:
     """One image input. Subclasses implement ``platforms`` and ``read``."""
 
     ref: Reference
+    digest = ""  # a registry's: the digest the reference resolved to, which every read is pinned to
+    index_digest = ""  # that digest, when it names an index (a multi-platform image)
 
     def platforms(self) -> list[Platform]:
         raise NotImplementedError
@@ -169,7 +171,7 @@ def verify_document(data: bytes, digest: str, size: int | None, what: str) -> by
         raise SourceError(f"{what}: descriptor digest {digest!r} is not a sha256/sha512 digest")
     actual = hashlib.new(algorithm, data).hexdigest()
     if actual != expected or (size is not None and size != len(data)):
-        raise SourceError(f"{what} does not match its descriptor: expected {digest} ({size} bytes), "
+        raise SourceError(f"{what} does not match its digest: expected {digest} ({size} bytes), "
                           f"the bytes hash to {algorithm}:{actual} ({len(data)} bytes)")
     return data
 

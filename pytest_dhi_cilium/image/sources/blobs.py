@@ -262,7 +262,3 @@ class DirBlobs:
 
     def close(self) -> None:
         pass
-
-
-def open_tar(ref: Reference) -> TarBlobs:
-    return TarBlobs(ref)
