@@ -140,6 +140,7 @@ class _Members:
         self.raw, self.kind = raw, kind
         self.decoder = self._new()
         self.pending = b""
+        self.full = False  # the last read was cut at its size: more output may be waiting
         self.done = False
 
     def _new(self):
@@ -151,8 +152,10 @@ class _Members:
 
     def read(self, n: int = CHUNK) -> bytes:
         while not self.done:
-            needs_input = (not self.pending if self.kind == "gzip"
-                           else self.decoder.needs_input and not self.pending)
+            if self.kind == "gzip":  # zlib may hold output back when a read filled ``n``
+                needs_input = not self.pending and not self.full
+            else:
+                needs_input = self.decoder.needs_input and not self.pending
             if needs_input:
                 self.pending = self.raw.read(COMPRESSED_CHUNK)
                 if not self.pending:
@@ -161,6 +164,7 @@ class _Members:
                 out = self.decoder.decompress(self.pending, n)
             except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as exc:
                 raise LayerError(self._corrupt(exc)) from None
+            self.full = len(out) == n
             self.pending = self.decoder.unconsumed_tail if self.kind == "gzip" else b""
             if self.decoder.eof:
                 self._next_member(self.decoder.unused_data + self.pending)
@@ -199,6 +203,7 @@ class _Members:
                              "that are not compressed data)")
         self.decoder = self._new()
         self.pending = rest
+        self.full = False
 
 
 class _Zstd:
