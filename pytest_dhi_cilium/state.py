@@ -51,4 +51,6 @@ def image_summary(target: Target, image, expectations) -> dict:
         "profile": expectations.profile.name,
         "tiers": list(target.tiers),
         "warnings": list(image.warnings),
+        # Only digests computed from the bytes that were judged (see image/model.py).
+        "verified": image.verified,
     }

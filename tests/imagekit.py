@@ -48,10 +48,10 @@ def symlink(path: str, target: str) -> Member:
     return Member(path.lstrip("/"), "symlink", b"", 0o777, 0, 0, target)
 
 
-def hardlink(path: str, target: str, mode: int = 0o644) -> Member:
-    """``mode``: Docker applies a hard link header's mode to the shared inode (real archives
-    repeat the file's own mode there)."""
-    return Member(path.lstrip("/"), "hardlink", b"", mode, 0, 0, target.lstrip("/"))
+def hardlink(path: str, target: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Member:
+    """A hard link. Its header's mode and owner apply to the shared inode (Docker chmods and
+    chowns the new name), so they are the target's too: give the target's own here."""
+    return Member(path.lstrip("/"), "hardlink", b"", mode, uid, gid, target.lstrip("/"))
 
 
 def whiteout(path: str) -> Member:
@@ -115,6 +115,26 @@ def layer_digest(blob: bytes | Path) -> str:
                 h.update(chunk)
         _DIGESTS[blob] = "sha256:" + h.hexdigest()
     return _DIGESTS[blob]
+
+
+def merged_view(*layers, limits=None):
+    """The reader's merged view of layers given as member lists or raw layer bytes (each
+    verified against its own diff_id, as an image would declare it)."""
+    blobs = [layer if isinstance(layer, bytes) else layer_tar(layer) for layer in layers]
+    return merged_view_stored(blobs, blobs, limits)
+
+
+def merged_view_stored(stored: list[bytes], uncompressed: list[bytes], limits=None):
+    """The merged view of layer blobs as stored (compressed or not), verified against the
+    diff_ids of ``uncompressed``."""
+    from pytest_dhi_cilium.image.layers import FileSystem, read_layer
+    from pytest_dhi_cilium.image.layerstream import LayerStream, Limits
+
+    fs, limits = FileSystem(), limits or Limits()
+    for index, (blob, plain) in enumerate(zip(stored, uncompressed)):
+        stream = LayerStream(io.BytesIO(blob), digest="", size=None, diff_id=sha256(plain), limits=limits)
+        read_layer(index, stream, fs, limits)
+    return fs
 
 
 @dataclass
@@ -183,6 +203,30 @@ def write_docker_archive_images(path: str | os.PathLike, images: list[tuple[Imag
         for m in extra_members:
             _add(tar, m.name, m.data)
     return Path(path)
+
+
+def raw_docker_archive(images: list[tuple[bytes, list[bytes], list[str] | None]]) -> bytes:
+    """A docker-archive from exact bytes: (config, stored layer blobs, RepoTags) per image;
+    blobs shared between images are written once. For tampered and multi-image archives."""
+    buf = io.BytesIO()
+    written: set[str] = set()
+    manifest = []
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def put(name: str, data: bytes) -> None:
+            if name not in written:
+                written.add(name)
+                _add(tar, name, data)
+
+        for config, blobs, tags in images:
+            names = []
+            for blob in blobs:
+                names.append(f"{hashlib.sha256(blob).hexdigest()}/layer.tar")
+                put(names[-1], blob)
+            config_name = hashlib.sha256(config).hexdigest() + ".json"
+            put(config_name, config)
+            manifest.append({"Config": config_name, "RepoTags": tags, "Layers": names})
+        put("manifest.json", json.dumps(manifest).encode())
+    return buf.getvalue()
 
 
 def image_id(spec: ImageSpec) -> str:

@@ -166,21 +166,21 @@ def test_oci_ref_name_selects_image_and_uncompressed_layers(run_suite, fake_oper
 
 
 def test_hostile_archive_writes_nothing_outside(run_suite, fake_operator, tmp_path, pytester):
+    """Names that climb out land inside the image root, as Docker's chrooted unpack puts them
+    (tests/test_reader_names.py judges where); nothing is ever written anywhere."""
     token = uuid.uuid4().hex
     spec = ik.dhi_like(fake_operator, extra_layers=[[
         ik.Member(f"../../escape-{token}", data=b"x"),
         ik.Member(f"/tmp/abs-{token}", data=b"x"),
         ik.Member(f"usr/../../../dotdot-{token}", data=b"x"),
         ik.symlink("etc/shadow-link", "../../../../../etc/shadow"),
-        ik.hardlink("usr/bin/hl", f"../../../../etc/hl-{token}"),
+        ik.hardlink("usr/bin/hl", f"../../../../escape-{token}"),
     ]])
     archive = ik.write_docker_archive(tmp_path / "hostile.tar", spec, ["x:1"], extra_members=[
         ik.Member(f"../outer-{token}", data=b"x"), ik.Member(f"/tmp/outer-abs-{token}", data=b"x")])
     result, report = run_suite(f"docker-archive:{archive}")
     result.assert_outcomes(passed=6)
-    warnings = report["images"][0]["warnings"]
-    assert sum("escapes the image root" in w for w in warnings) == 2  # /tmp/abs-… lands inside, like Docker
-    assert any("hard link /usr/bin/hl" in w for w in warnings)
+    assert report["images"][0]["warnings"] == []
     for root in {"/", "/tmp", str(tmp_path), str(tmp_path.parent), str(pytester.path), str(pytester.path.parent), os.getcwd()}:
         for dirpath, _, names in os.walk(root) if root != "/" else [("/", [], os.listdir("/"))]:
             assert not [n for n in names if token in n], dirpath
@@ -229,13 +229,17 @@ def _tar_with(path, members: dict[str, bytes], links: dict[str, str] = ()):
 
 
 @pytest.mark.parametrize("transport, members, links, message", [
-    ("docker-archive", {"manifest.json": b"[1]"}, {}, "manifest.json lists no image"),
-    ("docker-archive", {"manifest.json": b'{"a": 1}'}, {}, "expected a JSON array, got dict"),
+    ("docker-archive", {"manifest.json": b"[]"}, {}, "manifest.json lists no image"),
+    ("docker-archive", {"manifest.json": b"[1]"}, {},
+     "json: cannot unmarshal number into Go value of type tarexport.manifestItem"),
+    ("docker-archive", {"manifest.json": b'{"a": 1}'}, {},
+     "json: cannot unmarshal object into Go value of type []tarexport.manifestItem"),
     ("docker-archive", {"manifest.json": b'[{"Config": "c.json", "Layers": []}]', "c.json": b"[]"}, {},
-     "expected a JSON object, got list"),
-    ("docker-archive", {}, {"manifest.json": "a", "a": "manifest.json"}, "malformed image input"),
-    ("oci-archive", {"index.json": b"[]"}, {}, "expected a JSON object, got list"),
-    ("oci-archive", {"index.json": b'{"manifests": ["x"]}'}, {}, "a manifest descriptor has no digest"),
+     "c.json: json: cannot unmarshal array into Go value of type image.Image"),
+    ("docker-archive", {}, {"manifest.json": "a", "a": "manifest.json"}, "manifest.json: too many links inside the archive"),
+    ("oci-archive", {"index.json": b"[]"}, {}, "json: cannot unmarshal array into Go value of type v1.Index"),
+    ("oci-archive", {"index.json": b'{"manifests": ["x"]}'}, {},
+     "json: cannot unmarshal string into Go struct field Index.manifests of type v1.Descriptor"),
     ("oci-archive", {"index.json": b'{"manifests": [{"mediaType": "m"}]}'}, {}, "a manifest descriptor has no digest"),
 ])
 def test_malformed_inputs_error_that_image_only(run_suite, fake_operator, tmp_path, transport, members, links, message):

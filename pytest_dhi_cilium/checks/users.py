@@ -26,31 +26,67 @@ class GroupEntry:
     line: int
 
 
+MAX_ID = (1 << 31) - 1  # runc: "uids and gids must be in range 0-2147483647"
+
+
+def go_atoi(text: str) -> int | None:
+    """Go's strconv.Atoi: ASCII digits with an optional sign, within int64; else None (so
+    "²", "٣", " 5" and "0x10" are names, as runc reads them)."""
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if not body or not body.isascii() or not body.isdigit():
+        return None
+    value = int(text)
+    return value if -(1 << 63) <= value < (1 << 63) else None
+
+
+def _field_int(text: str) -> int:
+    """A number field of /etc/passwd or /etc/group as runc parses it: Atoi with its error
+    ignored — garbage is 0, an overflow is clamped to the int64 limit."""
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if not body or not body.isascii() or not body.isdigit():
+        return 0
+    value = int(text)
+    return max(-(1 << 63), min(value, (1 << 63) - 1))
+
+
+def _fields(line: str, count: int) -> list[str]:
+    parts = line.split(":")
+    return parts[:count] + [""] * (count - len(parts))
+
+
 def parse_passwd(text: str) -> list[PasswdEntry]:
+    """Every non-blank line, as runc's ParsePasswd reads it (missing fields are empty)."""
     entries = []
     for number, line in enumerate(text.splitlines(), 1):
-        parts = line.split(":")
-        if len(parts) < 7 or line.startswith("#"):
+        line = line.strip()
+        if not line:
             continue
-        try:
-            entries.append(PasswdEntry(parts[0], int(parts[2]), int(parts[3]), parts[5], parts[6], number))
-        except ValueError:
-            continue
+        name, _, uid, gid, _, home, shell = _fields(line, 7)
+        entries.append(PasswdEntry(name, _field_int(uid), _field_int(gid), home, shell, number))
     return entries
 
 
 def parse_group(text: str) -> list[GroupEntry]:
     entries = []
     for number, line in enumerate(text.splitlines(), 1):
-        parts = line.split(":")
-        if len(parts) < 4 or line.startswith("#"):
+        line = line.strip()
+        if not line or line.startswith("#"):
             continue
-        try:
-            members = tuple(m for m in parts[3].split(",") if m)
-            entries.append(GroupEntry(parts[0], int(parts[2]), members, number))
-        except ValueError:
-            continue
+        name, _, gid, members = _fields(line, 4)
+        entries.append(GroupEntry(name, _field_int(gid), tuple(m for m in members.split(",") if m), number))
     return entries
+
+
+def _kernel_id(value: int, what: str) -> tuple[int | None, str, str]:
+    """(the id the kernel gets, a note, an error): setuid/setgid take 32 bits, so a passwd
+    UID of 4294967296 runs as 0 (root); -1 (4294967295) is refused, negatives too."""
+    if value < 0:
+        return None, "", f"{what} {value}: uids and gids must be in range 0-{MAX_ID} (runc refuses to start it)"
+    kernel = value & 0xFFFFFFFF
+    if kernel == 0xFFFFFFFF:
+        return None, "", f"{what} {value}: setuid/setgid fail with invalid argument (the container would not start)"
+    note = f"{what} {value} is truncated to 32 bits by the kernel: {kernel}" if kernel != value else ""
+    return kernel, note, ""
 
 
 @dataclass(frozen=True, repr=False)
@@ -78,9 +114,12 @@ class RuntimeUser:
 
 
 def resolve_user(spec: str, passwd_text: str | None, group_text: str | None) -> RuntimeUser:
-    """Resolve ``user[:group]`` like runc: names must exist in the image's files; numeric ids
-    need not (the gid then defaults to 0, as Docker does)."""
-    user_part, _, group_part = spec.partition(":")
+    """Resolve ``user[:group]`` like runc (user.GetExecUser): a numeric user is looked up by
+    UID, anything else by name, and must exist; a numeric user without an entry must be in
+    0..2147483647 (its GID then defaults to 0, as Docker does); an empty user is UID 0's
+    entry. The kernel takes ids modulo 2^32."""
+    parts = spec.split(":")
+    user_part, group_part = parts[0], parts[1] if len(parts) > 1 else ""
     passwd = parse_passwd(passwd_text or "")
     groups = parse_group(group_text or "")
     evidence: list[str] = []
@@ -90,43 +129,57 @@ def resolve_user(spec: str, passwd_text: str | None, group_text: str | None) -> 
     if passwd_text is None:
         notes.append("the image has no /etc/passwd")
 
-    uid: int | None = 0
-    gid: int | None = 0
-    name, home = "", "/"
-    if user_part:
+    def failed(error: str, uid=None) -> RuntimeUser:
+        return RuntimeUser(spec, uid, None, evidence=tuple(evidence), notes=tuple(notes), error=error)
+
+    uid_arg = go_atoi(user_part)
+    if not user_part:
+        match = next((p for p in passwd if p.uid == 0), None)
+    elif uid_arg is not None:
+        match = next((p for p in passwd if p.uid == uid_arg), None)
+    else:
         match = next((p for p in passwd if p.name == user_part), None)
-        if match is None and user_part.isdigit():
-            match = next((p for p in passwd if p.uid == int(user_part)), None)
-        if match is not None:
-            uid, gid, name, home = match.uid, match.gid, match.name, match.home
-            evidence.append(f"/etc/passwd line {match.line}: {match.name}:x:{match.uid}:{match.gid}:…:{match.home}:{match.shell}")
-        elif user_part.isdigit():
-            uid = int(user_part)
-            notes.append(f"UID {uid} has no /etc/passwd entry: primary GID defaults to 0, HOME to /")
-        else:
-            return RuntimeUser(spec, None, None, evidence=tuple(evidence), notes=tuple(notes),
-                               error=f"user {user_part!r} is not in the image's /etc/passwd "
-                                     "(the container would not start)")
+    uid, gid, name, home = 0, 0, "", "/"
+    if match is not None:
+        uid, gid, name, home = match.uid, match.gid, match.name, match.home
+        evidence.append(f"/etc/passwd line {match.line}: {match.name}:x:{match.uid}:{match.gid}:…:{match.home}:{match.shell}")
+    elif user_part:
+        if uid_arg is None:
+            return failed(f"unable to find user {user_part}: no matching entries in passwd file "
+                          "(the container would not start)")
+        if not 0 <= uid_arg <= MAX_ID:
+            return failed(f"user {user_part}: uids and gids must be in range 0-{MAX_ID} "
+                          "(runc refuses to start it)")
+        uid = uid_arg
+        notes.append(f"UID {uid} has no /etc/passwd entry: primary GID defaults to 0, HOME to /")
     if group_part:
-        gmatch = next((g for g in groups if g.name == group_part), None)
-        if gmatch is None and group_part.isdigit():
-            gmatch = next((g for g in groups if g.gid == int(group_part)), None)
+        gid_arg = go_atoi(group_part)
+        gmatch = next((g for g in groups if (g.gid == gid_arg if gid_arg is not None else g.name == group_part)), None)
         if gmatch is not None:
             gid = gmatch.gid
             evidence.append(f"/etc/group line {gmatch.line}: {gmatch.name}:x:{gmatch.gid}")
-        elif group_part.isdigit():
-            gid = int(group_part)
-            notes.append(f"GID {gid} has no /etc/group entry")
+        elif gid_arg is None:
+            return failed(f"unable to find group {group_part}: no matching entries in group file "
+                          "(the container would not start)", uid)
+        elif not 0 <= gid_arg <= MAX_ID:
+            return failed(f"group {group_part}: uids and gids must be in range 0-{MAX_ID} "
+                          "(runc refuses to start it)", uid)
         else:
-            return RuntimeUser(spec, uid, None, name, home, evidence=tuple(evidence),
-                               notes=tuple(notes),
-                               error=f"group {group_part!r} is not in the image's /etc/group "
-                                     "(the container would not start)")
+            gid = gid_arg
+            notes.append(f"GID {gid} has no /etc/group entry")
+    kernel_uid, note, error = _kernel_id(uid, "UID")
+    if error:
+        return failed(error)
+    notes += [note] if note else []
+    kernel_gid, note, error = _kernel_id(gid, "GID")
+    if error:
+        return failed(error, kernel_uid)
+    notes += [note] if note else []
     # runc adds /etc/group memberships only when USER names no group: `nonroot:nonroot` runs
     # with that one group, `nonroot` with every group that lists it.
-    supplementary = () if group_part else tuple(
-        sorted({g.gid for g in groups if name and name in g.members} - {gid}))
-    return RuntimeUser(spec, uid, gid, name, home, supplementary, tuple(evidence), tuple(notes))
+    supplementary = () if group_part else tuple(sorted(
+        {g.gid & 0xFFFFFFFF for g in groups if name and name in g.members and g.gid >= 0} - {kernel_gid}))
+    return RuntimeUser(spec, kernel_uid, kernel_gid, name, home, supplementary, tuple(evidence), tuple(notes))
 
 
 _BITS = {"r": 4, "w": 2, "x": 1}

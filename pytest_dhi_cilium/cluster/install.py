@@ -186,7 +186,10 @@ def install_target(env: ClusterEnv, ref: Reference, image) -> Installed:
                            f"({', '.join(image_tags(ref, image.names)) or 'none'}) to pick the Cilium chart "
                            "version from; pass --dhi-cilium-version=X.Y.Z")
     name = _bring_in(env, ref, image.names, image.digest)
-    under_test = ImageUnderTest(name, image.digest, image.config_digest)
+    # A pulled daemon image's registry digest is what a node that pulls it reports; it is the
+    # engine's record (not verified by the reader: `docker save` has no manifest), accepted here
+    # as the manifest digest.
+    under_test = ImageUnderTest(name, image.repo_digest or image.digest, image.config_digest)
     upgrade = None
     if s.upgrade_from:
         if env.release_installed:  # a previous image's install: start the upgrade from scratch

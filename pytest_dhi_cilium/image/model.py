@@ -1,15 +1,20 @@
-"""The image model the checks read: config + merged filesystem + the few file contents needed."""
+"""The image model the checks read: config + merged filesystem + the few file contents needed.
+
+:func:`build_image` is where every transport's layers are read and verified, once, streaming:
+each blob hashed against its descriptor (digest and size), decompressed by its magic bytes,
+its uncompressed stream hashed against the config's diff_id, its tar applied the way Docker
+applies it. The image records what was verified, for the report."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .layers import (Entry, FileSystem, LayerFormatError, normalize_member_name, open_layer_tar,
-                     read_layer_headers)
-from .sources import Platform, RawImage, SourceError
+from .layers import Entry, FileSystem, read_layer
+from .layerstream import LayerError, LayerStream, Limits
+from .sources import Platform, RawImage, SourceError, short_error
 
-# Small files whose content the checks need, captured during the single pass over the layers.
-CAPTURED_FILES = frozenset({"/etc/passwd", "/etc/group"})
+# Small files whose content the checks need, kept during the single pass over the layers.
+CAPTURED_FILES = ("/etc/passwd", "/etc/group")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # what Docker sets
 
 
@@ -25,7 +30,9 @@ class ImageConfig:
 
     @classmethod
     def from_image_config(cls, config: dict) -> "ImageConfig":
-        c = config.get("config") or config.get("Config") or {}
+        """From the config as decoded by :func:`~.config.decode_image_config` (Go's field
+        names; Entrypoint/Cmd already lists, as Docker reads a string there)."""
+        c = config.get("config") or {}
         env: dict[str, str] = {}
         for item in c.get("Env") or []:
             key, _, value = item.partition("=")
@@ -54,7 +61,7 @@ class Layer:
 @dataclass(repr=False)
 class Image:
     ref: str
-    digest: str  # manifest digest when the transport has one, else the config digest
+    digest: str  # the verified manifest digest when the input has one, else the config digest
     config_digest: str
     platform: Platform
     config: ImageConfig
@@ -62,6 +69,10 @@ class Image:
     fs: FileSystem
     files: dict[str, bytes] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
+    # What was checked on the bytes judged: {"manifest": …, "config": …, "layers": [{"digest",
+    # "size", "diff_id", "compression", "entries"}, …]} — the report's `verified`.
+    verified: dict = field(default_factory=dict)
+    repo_digest: str = ""  # a daemon image's registry digest: the engine's record, not verified here
 
     @property
     def warnings(self) -> list[str]:
@@ -87,41 +98,37 @@ def short_digest(digest: str) -> str:
     return f"{algo}:{hexpart[:12]}" if hexpart else digest
 
 
-def _read_member(raw: RawImage, entry: Entry, limit: int = 1 << 20) -> bytes | None:
-    wanted = entry.link if entry.hardlink else entry.path
-    with raw.layers[entry.layer].open() as stream, open_layer_tar(stream) as tar:
-        for member in tar:
-            if normalize_member_name(member.name) == wanted and member.isreg():
-                if member.size > limit:
-                    return None
-                data = tar.extractfile(member)
-                return data.read() if data else None
-    return None
-
-
-def build_image(ref: str, raw: RawImage) -> Image:
-    """Stream every layer once (headers, plus the captured small files) into the model."""
+def build_image(ref: str, raw: RawImage, limits: Limits | None = None) -> Image:
+    """Read every layer once, streaming and verified, into the model. Any failure is one
+    SourceError sentence naming the layer."""
+    try:
+        limits = limits or Limits.from_env()
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
     fs = FileSystem()
-    captured: dict[str, tuple[int, bytes]] = {}
+    layers = []
+    budget = limits.image_bytes
+    count = len(raw.layers)
     for index, blob in enumerate(raw.layers):
+        what = f"{ref}: layer {index + 1} of {count} ({short_digest(blob.digest or blob.diff_id)})"
         try:
             with blob.open() as stream:
-                read_layer_headers(index, stream, fs, set(CAPTURED_FILES), captured)
-        except LayerFormatError as exc:
-            raise SourceError(f"{ref}: {exc}") from None
+                layer = LayerStream(stream, digest=blob.digest, size=blob.size, diff_id=blob.diff_id,
+                                    limits=limits, budget=budget)
+                layers.append(read_layer(index, layer, fs, limits))
+        except LayerError as exc:
+            raise SourceError(f"{what}: {exc}") from None
+        except OSError as exc:
+            raise SourceError(f"{what}: cannot be read ({short_error(exc)})") from None
+        budget -= layer.inflated
     files = {}
-    for path, (layer, data) in captured.items():
-        entry = fs.entry(path)
-        # Keep a capture only if that very copy is what the merged view shows.
-        if entry is not None and entry.kind == "file" and not entry.hardlink and entry.layer == layer:
+    for path in CAPTURED_FILES:
+        data = fs.read(path)
+        if data is not None:
             files[path] = data
-    for path in CAPTURED_FILES - files.keys():
-        # Rare: /etc/passwd reached through a link. Fetch the target from its layer.
-        res = fs.resolve(path)
-        if res.found and res.entry.kind == "file":
-            data = _read_member(raw, res.entry)
-            if data is not None:
-                files[path] = data
+        elif (res := fs.resolve(path)).found and res.entry.kind == "file":
+            fs.warnings.append(f"{path} ({res.path}, {res.entry.size} bytes) was not read: larger "
+                               "than the reader keeps")
     return Image(
         ref=ref,
         digest=raw.digest,
@@ -132,4 +139,6 @@ def build_image(ref: str, raw: RawImage) -> Image:
         fs=fs,
         files=files,
         names=raw.names,
+        verified={**raw.verified, "layers": layers},
+        repo_digest=raw.repo_digest,
     )

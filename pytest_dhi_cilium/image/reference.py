@@ -133,3 +133,8 @@ def image_tags(ref: Reference, names: list[str]) -> list[str]:
     """The tags an image goes by: its reference's first, then those its names carry."""
     own = [ref.tag] if ref.tag else []
     return list(dict.fromkeys(own + tags_of_names(names)))
+
+
+def is_tagged_reference(text: str) -> bool:
+    """A ``docker save`` RepoTag as docker load accepts it: name:tag (reference grammar)."""
+    return bool(len(text) <= 255 + 129 and _DOCKER_REF.match(text) and tag_of(text))

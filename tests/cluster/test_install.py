@@ -107,7 +107,7 @@ def env(k8s, tmp_path, monkeypatch):
 
 
 def image_model(k8s, names=("docker.io/acme/dhi-cilium-operator-generic:1.18.3",), arch="amd64"):
-    return SimpleNamespace(ref="acme/op:1.18.3", names=list(names), digest=k8s.MANIFEST_DIGEST,
+    return SimpleNamespace(ref="acme/op:1.18.3", names=list(names), digest=k8s.MANIFEST_DIGEST, repo_digest="",
                            config_digest=k8s.CONFIG_DIGEST, platform=SimpleNamespace(architecture=arch))
 
 

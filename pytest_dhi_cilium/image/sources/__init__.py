@@ -4,21 +4,23 @@ knows whether the image lives in a daemon, a ``docker save`` tarball or an OCI l
 per transport; ``open_source`` picks it from the reference.
 
 A registry (``docker://``) is read over the distribution API, pinned to a digest, its layers
-streamed as they download. Archives are read in place: a tar is opened for random access and each blob is streamed from
-its offset; nothing is unpacked. Only the daemon source writes, spooling ``docker save`` into a
-private temporary directory that is removed when the source is closed.
+streamed as they download. Archives are read in place: a tar is indexed once and each blob is
+streamed from its offset; nothing is unpacked. Sources verify the JSON documents they read
+(base.verify_document); layer blobs are verified where they are read, in ``model.build_image``,
+whatever the transport. Only the daemon source writes, spooling ``docker save`` into a private
+temporary directory that is removed when the source is closed.
 """
 
 from __future__ import annotations
 
 from ..reference import DAEMON, REGISTRY, Reference
 from .base import (ImageSource, LayerBlob, Platform, RawImage, SourceError,  # noqa: F401
-                   reading)
+                   decode_config, open_regular, reading, short_error, verify_document)
 from .daemon import DaemonSource, EngineUnreachable, docker_client  # noqa: F401
 from .docker_archive import DockerArchiveSource
 from .oci_layout import OciLayoutSource
 from .registry import RegistrySource
-from .blobs import DirBlobs, TarBlobs, open_tar
+from .blobs import DirBlobs, TarBlobs
 
 
 def open_source(ref: Reference, pull: str = "missing", insecure: tuple[str, ...] = ()) -> ImageSource:
@@ -26,7 +28,7 @@ def open_source(ref: Reference, pull: str = "missing", insecure: tuple[str, ...]
     if ref.transport == "docker-archive":
         return DockerArchiveSource(ref)
     if ref.transport == "oci-archive":
-        return OciLayoutSource(ref, TarBlobs(open_tar(ref)))
+        return OciLayoutSource(ref, TarBlobs(ref))
     if ref.transport == "oci":
         return OciLayoutSource(ref, DirBlobs(ref.location))
     if ref.transport == REGISTRY:

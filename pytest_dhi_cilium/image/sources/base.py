@@ -1,15 +1,19 @@
 """What every image source shares: the platform and image records a source hands up, the
-``ImageSource`` interface, and the one error type (``SourceError``: one sentence, no traceback)."""
+``ImageSource`` interface, the one error type (``SourceError``: one sentence, no traceback),
+and the helpers every transport uses to open files and read its JSON documents verified."""
 
 from __future__ import annotations
 
-import json
+import hashlib
+import os
 import re
+import stat
 import tarfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Callable
 
+from ..config import ConfigError, decode_image_config, go_decode
 from ..reference import Reference
 
 ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
@@ -73,9 +77,15 @@ class Platform:
 
 @dataclass
 class LayerBlob:
-    diff_id: str  # digest of the uncompressed layer: the same whatever the transport
-    open: Callable[[], IO[bytes]]  # the blob's bytes exactly as stored (compressed or not)
-    size: int  # bytes of the blob as stored (compressed or not)
+    """One layer as a transport stores it. Sources only say where the bytes are and what the
+    descriptor promises; ``model.build_image`` reads each blob once and verifies everything
+    (digest and size, compression from magic bytes, diff_id, gzip trailer)."""
+
+    diff_id: str  # the config's digest of the uncompressed layer: the same whatever the transport
+    # The blob's bytes exactly as stored (compressed or not), from its start; a plain readable
+    # stream is enough (no seek, may be an HTTP response). Called once per read of the image.
+    open: Callable[[], IO[bytes]]
+    size: int  # bytes of the blob as stored, as its descriptor states (checked when digest is set)
     media_type: str = ""
     # Digest of the blob as stored, as its descriptor states it; "" where the transport has no
     # such descriptor (a legacy `docker save` layer.tar is the uncompressed tar: diff_id covers it).
@@ -84,13 +94,17 @@ class LayerBlob:
 
 @dataclass
 class RawImage:
-    config: dict
-    config_digest: str
-    manifest_digest: str  # "" when the transport has no manifest (docker-archive)
+    config: dict  # as decoded like Docker decodes it (config.decode_image_config): Go field names
+    config_digest: str  # sha256 of config_bytes: verified by construction
+    manifest_digest: str  # verified against its index descriptor; "" when there is no manifest
     platform: Platform
     layers: list[LayerBlob]
     names: list[str] = field(default_factory=list)  # RepoTags / ref.name annotations
     config_bytes: bytes = b""  # the config exactly as stored: its sha256 is the image ID
+    # What the source verified itself ({"manifest": digest, "config": digest}); build_image
+    # adds the layers. Only digests computed from bytes that were read end up here.
+    verified: dict = field(default_factory=dict)
+    repo_digest: str = ""  # a daemon image's registry digest: the engine's record, not verified
 
     @property
     def digest(self) -> str:
@@ -121,30 +135,74 @@ class ImageSource:
 
 
 
-def load_json(data: bytes, what: str, shape: type = dict) -> dict | list:
+def open_regular(path: str, what: str) -> IO[bytes]:
+    """Open a file only if it is a regular file: O_NONBLOCK so a FIFO never blocks the open,
+    then fstat on the descriptor itself (no race with a swapped path)."""
     try:
-        value = json.loads(data)
-    except ValueError as exc:
-        raise SourceError(f"{what} is not valid JSON ({exc})") from None
-    if not isinstance(value, shape):
-        raise SourceError(f"{what}: expected a JSON {'object' if shape is dict else 'array'}, "
-                          f"got {type(value).__name__}")
-    return value
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SourceError(f"{what}: cannot open {path!r} ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                "a character device" if stat.S_ISCHR(mode) else "a block device"
+                if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise SourceError(f"{what}: {path!r} is {kind}, not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_limited(stream: IO[bytes], what: str, limit: int = MAX_JSON_BYTES) -> bytes:
+    """At most ``limit`` bytes of a small document; more is refused, not truncated."""
+    with stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise SourceError(f"{what} is larger than {limit >> 20} MiB: not an image document")
+    return data
+
+
+def verify_document(data: bytes, digest: str, size: int | None, what: str) -> bytes:
+    """The one check for every JSON document a descriptor names (index, manifest, config): its
+    size and digest must be the descriptor's. Returns the bytes, now trusted."""
+    algorithm, _, expected = str(digest).partition(":")
+    if algorithm not in ("sha256", "sha512") or not re.fullmatch(
+            "[0-9a-f]{64}" if algorithm == "sha256" else "[0-9a-f]{128}", expected):
+        raise SourceError(f"{what}: descriptor digest {digest!r} is not a sha256/sha512 digest")
+    actual = hashlib.new(algorithm, data).hexdigest()
+    if actual != expected or (size is not None and size != len(data)):
+        raise SourceError(f"{what} does not match its digest: expected {digest} ({size} bytes), "
+                          f"the bytes hash to {algorithm}:{actual} ({len(data)} bytes)")
+    return data
+
+
+def decode_document(data: bytes, schema, what: str):
+    """A JSON document decoded as the Go type that reads it (type errors as Go says them)."""
+    try:
+        return go_decode(data, schema, what)
+    except ConfigError as exc:
+        raise SourceError(str(exc)) from None
+
+
+def decode_config(data: bytes, layer_count: int, what: str) -> dict:
+    """The image config as docker load reads it (see image/config.py), or its refusal."""
+    try:
+        return decode_image_config(data, layer_count, what)
+    except ConfigError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def platform_of(config: dict) -> Platform:
-    return Platform(config.get("os", ""), config.get("architecture", ""), config.get("variant", ""))
+    return Platform(config.get("os") or "", config.get("architecture") or "",
+                    config.get("variant") or "")
 
 
-def diff_ids_of(config: dict, layer_count: int, what: str) -> list[str]:
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    if len(diff_ids) != layer_count:
-        raise SourceError(
-            f"{what}: config lists {len(diff_ids)} layer diff_ids but the manifest has "
-            f"{layer_count} layers"
-        )
-    return list(diff_ids)
+def diff_ids_of(config: dict) -> list[str]:
+    return list((config.get("rootfs") or {}).get("diff_ids") or [])
 
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def short_error(exc: Exception) -> str:

@@ -72,8 +72,10 @@ class DaemonSource(ImageSource):
             self._archive = self._spool()
         raw = self._archive.read(platform)
         repo_digests = self.image.attrs.get("RepoDigests") or []
-        if repo_digests:  # a pulled image: its registry manifest digest is the one users cite
-            raw.manifest_digest = repo_digests[0].split("@", 1)[1]
+        if repo_digests:
+            # A pulled image's registry manifest digest: the engine checked it when it pulled,
+            # but `docker save` has no manifest, so it is not verified here and is not `digest`.
+            raw.repo_digest = repo_digests[0].split("@", 1)[1]
         raw.names = list(self.image.tags) or [self.ref.location]
         return raw
 

@@ -5,9 +5,10 @@ The protocol (the WWW-Authenticate challenge, the Bearer token flow with a ``pul
 manifests, streamed blobs) is python-dxf's; the credentials are the Docker config's, looked up by
 the docker SDK (``auths``, ``credsStore``, ``credHelpers``, ``DOCKER_CONFIG``) exactly as
 ``docker pull`` would. This module only decides what to ask for and checks what comes back:
-every JSON document (index, manifest, config) is hashed against the digest it was asked by, and
-the layers are handed up as streams of the bytes as stored, with their descriptor's digest and
-size, for the model to verify while it reads them.
+every JSON document (index, manifest, config) is hashed against the digest it was asked by
+(base.verify_document) and decoded as the Go type that reads it, and the layers are handed up as
+streams of the bytes as stored, with their descriptor's digest and size, for the model to verify
+while it reads them (model.build_image, the one place every transport's layers are verified).
 
 One source is pinned to one digest: the tag is resolved once (``digest``) and everything else
 is read by digest; the plugin resolves a tag once per run and reads every tier by that digest
@@ -24,11 +25,14 @@ import re
 import warnings
 from typing import IO, Iterable, Iterator
 
+from ..config import OCI_INDEX_SCHEMA, OCI_MANIFEST_SCHEMA
 from ..reference import DOCKER_HUB, Reference, split_registry_name
 from .base import (ATTESTATION_ANNOTATION, DIGEST, INDEX_TYPES, MAX_JSON_BYTES, ImageSource, LayerBlob,
-                   Platform, RawImage, SourceError, diff_ids_of, load_json, platform_of, short_error)
-from .verify import VerifyingReader
+                   Platform, RawImage, SourceError, decode_config, decode_document, diff_ids_of,
+                   platform_of, short_error, verify_document)
 
+# What a manifest or index says it is, read before knowing which of the two it is.
+_VERSIONED = ("struct", "Versioned", "specs.Versioned", {"schemaVersion": "int", "mediaType": "string"})
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -181,7 +185,7 @@ class RegistrySource(ImageSource):
         data = response.content
         if len(data) > MAX_JSON_BYTES:
             raise SourceError(f"{self.ref.raw}: {what} is {len(data)} bytes, too big for a manifest")
-        doc = load_json(data, f"{self.ref.raw}: {what}")
+        doc = decode_document(data, _VERSIONED, f"{self.ref.raw}: {what}")
         media_type = doc.get("mediaType") or response.headers.get("Content-Type", "").split(";")[0].strip()
         if media_type not in INDEX_TYPES + MANIFEST_TYPES:  # before the digest: schema 1 signs its own
             served = f"{self.repo}@{alias}" if DIGEST.match(alias) else f"{self.repo}:{alias}"
@@ -191,19 +195,16 @@ class RegistrySource(ImageSource):
                 "(it reads OCI image indexes and manifests, Docker manifest lists and schema 2 manifests)")
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         claimed = alias if DIGEST.match(alias) else response.headers.get("Docker-Content-Digest", "")
-        if claimed and claimed != digest:
-            raise SourceError(f"{self.ref.raw}: {what} from {self.host} does not match its digest: "
-                              f"expected {claimed}, got {digest}")
-        if expect and expect.get("size") not in (None, len(data)):
-            raise SourceError(f"{self.ref.raw}: {what} is {len(data)} bytes, its descriptor states "
-                              f"{expect.get('size')}")
+        if claimed or expect:
+            verify_document(data, claimed or digest, (expect or {}).get("size"),
+                            f"{self.ref.raw}: {what} from {self.host}")
         return data, media_type, digest
 
     def _index_entries(self, data: bytes, digest: str, seen: set[str], depth: int) -> list:
         if depth > MAX_NESTING:
             raise SourceError(f"{self.ref.raw}: image indexes nested too deep")
         entries = []
-        for desc in load_json(data, f"{self.ref.raw}: index {digest}").get("manifests") or []:
+        for desc in decode_document(data, OCI_INDEX_SCHEMA, f"{self.ref.raw}: index {digest}").get("manifests") or []:
             if not isinstance(desc, dict) or not DIGEST.match(str(desc.get("digest", ""))):
                 raise SourceError(f"{self.ref.raw}: index {digest} has a manifest descriptor "
                                   "without a sha256 digest")
@@ -256,23 +257,24 @@ class RegistrySource(ImageSource):
             data, media_type, _ = self._manifest(digest, desc)
         if media_type not in MANIFEST_TYPES:
             raise SourceError(f"{self.ref.raw}: {digest} is a {media_type}, not an image manifest")
-        manifest = load_json(data, f"{self.ref.raw}: manifest {digest}")
+        manifest = decode_document(data, OCI_MANIFEST_SCHEMA, f"{self.ref.raw}: manifest {digest}")
         config_desc = manifest.get("config") or {}
         config_digest = str(config_desc.get("digest", ""))
         config_bytes = self._json_blob(config_digest, config_desc.get("size"), "config")
-        config = load_json(config_bytes, f"{self.ref.raw}: config {config_digest}")
         descriptors = manifest.get("layers") or []
-        diff_ids = diff_ids_of(config, len(descriptors), self.ref.raw)
+        config = decode_config(config_bytes, len(descriptors), f"{self.ref.raw}: config {config_digest}")
+        diff_ids = diff_ids_of(config)
         layers = []
         for layer, diff_id in zip(descriptors, diff_ids):
             blob = str((layer or {}).get("digest", ""))
             if not DIGEST.match(blob) or not isinstance(layer.get("size"), int):
                 raise SourceError(f"{self.ref.raw}: manifest {digest} has a layer descriptor without "
                                   "a sha256 digest and a size")
-            layers.append(LayerBlob(diff_id, (lambda b=blob, s=layer["size"]: self._open_blob(b, s)),
+            layers.append(LayerBlob(diff_id, (lambda b=blob: self._open_blob(b)),
                                     layer["size"], str(layer.get("mediaType", "")), blob))
         names = [f"{self.host}/{self.repo}:{self.tag}"] if self.tag else []
-        return RawImage(config, config_digest, digest, platform_of(config), layers, names, config_bytes)
+        return RawImage(config, config_digest, digest, platform_of(config), layers, names, config_bytes,
+                        verified={"manifest": digest, "config": config_digest})
 
     # -- blobs -----------------------------------------------------------------------------------
 
@@ -282,38 +284,25 @@ class RegistrySource(ImageSource):
         if isinstance(size, int) and size > MAX_JSON_BYTES:
             raise SourceError(f"{self.ref.raw}: {what} {digest} is {size} bytes, too big for JSON")
         data = bytearray()
-        with self._open_blob(digest, size if isinstance(size, int) else None) as stream:
+        with self._open_blob(digest) as stream:
             while chunk := stream.read(CHUNK):
                 data += chunk
                 if len(data) > MAX_JSON_BYTES:
                     raise SourceError(f"{self.ref.raw}: {what} {digest} is too big for JSON")
-        return bytes(data)
+        return verify_document(bytes(data), digest, size if isinstance(size, int) else None,
+                               f"{self.ref.raw}: {what} {digest} from {self.host}")
 
-    def _open_blob(self, digest: str, size: int | None) -> IO[bytes]:
-        """The blob's bytes as stored, streamed from the registry as they are read."""
+    def _open_blob(self, digest: str) -> IO[bytes]:
+        """The blob's bytes as stored, streamed from the registry as they are read (verified
+        by whoever reads them: verify_document, or model.build_image for layers)."""
         chunks = self._talk(f"blob {digest}", self._client.pull_blob, digest, chunk_size=CHUNK)
-        stream = _ChunkStream(iter(chunks), lambda exc: self._error(f"blob {digest}", exc))
-        return _Verified(stream, digest, size, f"{self.ref.raw}: {self.host}")
+        return _ChunkStream(iter(chunks), lambda exc: self._error(f"blob {digest}", exc))
 
     def close(self) -> None:
         if self._client is not None:
             self._client.__exit__(None, None, None)
             self._client = None
 
-
-
-class _Verified(VerifyingReader):
-    """Hashes the blob as it streams; closing it reads what the consumer left (the tar's zero
-    padding, a gzip trailer) so the whole blob is always checked against its descriptor."""
-
-    def close(self) -> None:
-        if not self.closed and not self.verified:
-            try:
-                self.drain()
-            finally:
-                super().close()
-            return
-        super().close()
 
 
 class _ChunkStream(io.RawIOBase):
