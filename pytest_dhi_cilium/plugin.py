@@ -162,7 +162,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     terminalreporter.write_line(
         "dhi-cilium: no image to certify. Point pytest at one: pytest --dhi-image=REF, where REF is "
-        "NAME[:TAG] (Docker daemon), docker-archive:PATH, oci-archive:PATH or oci:DIR "
+        "NAME[:TAG] (Docker daemon), docker://REGISTRY/REPO:TAG (a registry), docker-archive:PATH, "
+        "oci-archive:PATH or oci:DIR "
         "(see pytest --help, dhi-cilium section)")
 
 
