@@ -162,6 +162,19 @@ def test_oci_ref_name_selects_image_and_uncompressed_layers(run_suite, fake_oper
     assert "holds no image manifest named 'other'" in report["images"][0]["errors"][0]
 
 
+def test_skopeo_layout_without_platform_keeps_its_ref_name(run_suite, fake_operator, tmp_path):
+    """`skopeo copy … oci:DIR:TAG` states no platform in index.json: the manifest is read to learn
+    it, and the image still goes by its ref.name (regression: the name was lost, so no -dev)."""
+    archive = ik.write_docker_archive(tmp_path / "a.tar", ik.dhi_like(fake_operator), ["acme/op:1"])
+    layout = tmp_path / "layout"
+    subprocess.run(["skopeo", "copy", "--quiet", f"docker-archive:{archive}", f"oci:{layout}:1.18.3-dev"],
+                   check=True, capture_output=True, timeout=120)
+    (desc,) = json.loads((layout / "index.json").read_text())["manifests"]
+    assert "platform" not in desc and desc["annotations"]["org.opencontainers.image.ref.name"] == "1.18.3-dev"
+    _, report = run_suite(f"oci:{layout}")
+    assert (report["images"][0]["platform"], report["images"][0]["variant"]) == ("linux/amd64", "dev")
+
+
 # -- hostile and broken inputs ----------------------------------------------------------------
 
 

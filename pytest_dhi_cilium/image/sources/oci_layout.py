@@ -32,7 +32,6 @@ class OciLayoutSource(ImageSource):
         if not self.manifests:
             wanted = f" named {ref.selector!r}" if ref.selector else ""
             raise SourceError(f"{ref.raw}: the layout holds no image manifest{wanted}")
-        self._platforms: dict[str, Platform] = {}
         self._cache: dict[str, RawImage] = {}
 
     def _blob_name(self, digest: str) -> str:
@@ -84,33 +83,30 @@ class OciLayoutSource(ImageSource):
             level = nested
         raise SourceError(f"{self.ref.raw}: image indexes nested more than {MAX_INDEX_DEPTH} deep")
 
-    def _descriptor_platform(self, desc: dict) -> Platform:
+    def _descriptor_platform(self, desc: dict, names: list[str]) -> Platform:
         p = desc.get("platform")
         if p:
             return Platform(p.get("os") or "", p.get("architecture") or "", p.get("variant") or "")
-        digest = desc["digest"]
-        if digest not in self._platforms:
-            self._platforms[digest] = self.read_digest(desc).platform
-        return self._platforms[digest]
+        return self.read_digest(desc, names).platform  # no platform stated (skopeo writes none)
 
     def platforms(self) -> list[Platform]:
-        plats = [self._descriptor_platform(d) for d, _ in self.manifests]
+        plats = [self._descriptor_platform(d, n) for d, n in self.manifests]
         return [p for p in plats if not p.is_attestation]
 
     def read(self, platform: Platform | None = None) -> RawImage:
         candidates = [(d, n) for d, n in self.manifests
-                      if not self._descriptor_platform(d).is_attestation]
+                      if not self._descriptor_platform(d, n).is_attestation]
         if platform is not None:
             candidates = [(d, n) for d, n in candidates
-                          if self._descriptor_platform(d).matches(platform)]
+                          if self._descriptor_platform(d, n).matches(platform)]
         if not candidates:
             raise SourceError(f"{self.ref.raw}: no manifest for platform {platform}")
         if platform is None and len(candidates) > 1:
-            listed = ", ".join(str(self._descriptor_platform(d)) for d, _ in candidates)
+            listed = ", ".join(str(self._descriptor_platform(d, n)) for d, n in candidates)
             raise SourceError(f"{self.ref.raw}: several platforms ({listed}); pick one")
         return self.read_digest(*candidates[0])
 
-    def read_digest(self, desc: dict, names: list[str] = ()) -> RawImage:
+    def read_digest(self, desc: dict, names: list[str]) -> RawImage:
         digest = desc["digest"]
         if digest not in self._cache:
             self._cache[digest] = self._read_manifest(desc, list(names))
