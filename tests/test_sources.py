@@ -111,6 +111,28 @@ def test_daemon_image_missing_with_pull_never(docker_client, run_suite):
     assert "not in the local Docker engine and --dhi-pull=never" in report["images"][0]["errors"][0]
 
 
+def _open_fds() -> set[str]:
+    return {n for n in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{n}")}
+
+
+@pytest.mark.docker
+def test_sources_that_fail_to_open_close_what_they_opened(docker_client, fake_operator, tmp_path):
+    """An OCI archive without the named image, a daemon image missing under --dhi-pull=never:
+    one sentence each, and no file or engine connection left open, even while the error (and
+    with it the half-made source) is still referenced."""
+    from pytest_dhi_cilium.image.reference import parse_reference
+    from pytest_dhi_cilium.image.sources import SourceError, open_source
+
+    archive = ik.write_oci_layout(tmp_path / "l.tar", [ik.dhi_like(fake_operator)], ref_name="1.18.3",
+                                  as_archive=True)
+    for raw, pull, sentence in [(f"oci-archive:{archive}:other", "missing", "holds no image manifest named"),
+                                (f"{TEST_REPO}/does-not-exist:1.0", "never", "--dhi-pull=never")]:
+        before = _open_fds()
+        with pytest.raises(SourceError, match=sentence) as error:
+            open_source(parse_reference(raw), pull=pull)
+        assert error.value and _open_fds() - before == set(), raw
+
+
 @pytest.mark.docker
 def test_daemon_loaded_spec_with_whiteouts(loaded_images, run_suite, fake_operator, tmp_path):
     spec = ik.dhi_like(fake_operator, extra_layers=[

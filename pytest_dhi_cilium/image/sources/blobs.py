@@ -54,14 +54,18 @@ class _Stream:
 
     def __init__(self, path: str, name: str, offset: int, size: int):
         self.file = open_regular(path, name)
-        self.reader, _ = decompressed(self.file)
-        self.left = size
-        skip = offset
-        while skip:
-            data = self.reader.read(min(skip, 1 << 20))
-            if not data:
-                raise OSError("the archive is shorter than its member headers state")
-            skip -= len(data)
+        try:
+            self.reader, _ = decompressed(self.file)
+            self.left = size
+            skip = offset
+            while skip:
+                data = self.reader.read(min(skip, 1 << 20))
+                if not data:
+                    raise OSError("the archive is shorter than its member headers state")
+                skip -= len(data)
+        except BaseException:
+            self.file.close()
+            raise
         self._buf = b""
 
     def read(self, n: int = -1) -> bytes:

@@ -26,12 +26,12 @@ class OciLayoutSource(ImageSource):
                 raise SourceError(f"{ref.raw}: no index.json — not an OCI image layout")
             index = decode_document(blobs.read("index.json"), OCI_INDEX_SCHEMA, f"{ref.raw}: index.json")
             self.manifests = self._manifests(index)
+            if not self.manifests:
+                wanted = f" named {ref.selector!r}" if ref.selector else ""
+                raise SourceError(f"{ref.raw}: the layout holds no image manifest{wanted}")
         except BaseException:
             blobs.close()
             raise
-        if not self.manifests:
-            wanted = f" named {ref.selector!r}" if ref.selector else ""
-            raise SourceError(f"{ref.raw}: the layout holds no image manifest{wanted}")
         self._cache: dict[str, RawImage] = {}
 
     def _blob_name(self, digest: str) -> str:
