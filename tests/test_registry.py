@@ -172,7 +172,8 @@ def _regzip(original: bytes, old: bytes, new: bytes) -> bytes:
 
 def test_a_blob_the_registry_serves_altered_is_refused(registry, fake_operator, tmp_path, run_suite):
     """End to end: a layer whose stored bytes were altered behind the registry's back (still a
-    well-formed gzip'd tar of the same size) fails the image, naming the blob, and is not judged."""
+    well-formed gzip'd tar of the same size) fails the image, naming the layer and the blob, and
+    is not judged."""
     marker = f"dhi-marker-{uuid.uuid4().hex}".encode()
     spec = ik.dhi_like(fake_operator, extra_layers=[[ik.file("etc/marker", marker)]])
     archive = ik.write_docker_archive(tmp_path / "altered.tar", spec, ["acme/op:1"])
@@ -190,6 +191,9 @@ def test_a_blob_the_registry_serves_altered_is_refused(registry, fake_operator, 
     result, report = run_suite(ref)
     message = assert_one_error(result, report, "does not match its digest")
     assert f"sha256:{blobs[0].parent.name}" in message and "does not match its digest" in message, message
+    # Reported where every transport's layers are verified (model.build_image), as for an archive.
+    assert f": layer 3 of 3 (sha256:{blobs[0].parent.name[:12]}): blob does not match its digest: " \
+           f"expected sha256:{blobs[0].parent.name} " in message, message
 
 
 def test_insecure_registry_option(images, registry, run_suite):
