@@ -196,6 +196,65 @@ def test_a_blob_the_registry_serves_altered_is_refused(registry, fake_operator, 
            f"expected sha256:{blobs[0].parent.name} " in message, message
 
 
+class _HostileRegistry:
+    """A registry on loopback that answers one manifest with ``size`` bytes (what no real one
+    serves), counting what it managed to send before the client hung up."""
+
+    def __init__(self, size: int):
+        import http.server
+        import threading
+
+        outer = self
+        self.sent = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path == "/v2/":
+                    self._answer(b"{}", "application/json")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", INDEX)
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                chunk = b" " * (1 << 20)
+                try:
+                    while outer.sent < size:
+                        self.wfile.write(chunk)
+                        outer.sent += len(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _answer(self, body: bytes, content_type: str):
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_giant_manifest_is_refused_after_16_mib_not_downloaded(run_suite):
+    hostile = _HostileRegistry(128 << 20)
+    try:
+        result, report = run_suite(f"docker://{hostile.host}/op:huge")
+    finally:
+        hostile.close()
+    assert_one_error(result, report, f"manifest huge from {hostile.host} is larger than 16 MiB: not an image document")
+    assert hostile.sent < 64 << 20, f"{hostile.sent} bytes were sent before the plugin hung up"
+
+
 def test_insecure_registry_option(images, registry, run_suite):
     """A registry the user declares insecure is spoken to over plain HTTP, as Docker does."""
     result, report = run_suite(f"docker://127.1:{registry.port}/op:good",

@@ -28,7 +28,7 @@ from ..config import OCI_INDEX_SCHEMA, OCI_MANIFEST_SCHEMA
 from ..reference import DOCKER_HUB, Reference, split_registry_name
 from .base import (ATTESTATION_ANNOTATION, DIGEST, INDEX_TYPES, MAX_JSON_BYTES, ImageSource, LayerBlob,
                    Platform, RawImage, SourceError, decode_config, decode_document, diff_ids_of,
-                   platform_of, sha256_digest, short_error, verify_document)
+                   platform_of, read_limited, sha256_digest, short_error, verify_document)
 
 # What a manifest or index says it is, read before knowing which of the two it is.
 _VERSIONED = ("struct", "Versioned", "specs.Versioned", {"schemaVersion": "int", "mediaType": "string"})
@@ -36,6 +36,9 @@ MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+# What a manifest GET accepts (python-dxf's list: schema 1 too, so that it is named when refused).
+MANIFEST_ACCEPT = ", ".join(("application/vnd.docker.distribution.manifest.v1+json",) + MANIFEST_TYPES
+                            + INDEX_TYPES)
 DOCKER_HUB_API = "registry-1.docker.io"
 TIMEOUT = 60  # seconds per request (a blob's read timeout is per chunk, not for the whole blob)
 CHUNK = 1 << 20
@@ -178,10 +181,8 @@ class RegistrySource(ImageSource):
     def _manifest(self, alias: str, expect: dict | None = None) -> tuple[bytes, str, str]:
         """A manifest or index by tag or digest: its bytes, media type and verified digest."""
         what = f"manifest {alias}"
-        _, response = self._talk(what, self._client.get_manifest_and_response, alias)
-        data = response.content
-        if len(data) > MAX_JSON_BYTES:
-            raise SourceError(f"{self.ref.raw}: {what} is {len(data)} bytes, too big for a manifest")
+        stream, response = self._get(what, "manifests/" + alias, Accept=MANIFEST_ACCEPT)
+        data = read_limited(stream, f"{self.ref.raw}: {what} from {self.host}")
         doc = decode_document(data, _VERSIONED, f"{self.ref.raw}: {what}")
         media_type = doc.get("mediaType") or response.headers.get("Content-Type", "").split(";")[0].strip()
         if media_type not in INDEX_TYPES + MANIFEST_TYPES:  # before the digest: schema 1 signs its own
@@ -280,23 +281,23 @@ class RegistrySource(ImageSource):
             raise SourceError(f"{self.ref.raw}: refusing malformed {what} digest {digest!r}")
         if isinstance(size, int) and size > MAX_JSON_BYTES:
             raise SourceError(f"{self.ref.raw}: {what} {digest} is {size} bytes, too big for JSON")
-        data = bytearray()
-        with self._open_blob(digest) as stream:
-            while chunk := stream.read(CHUNK):
-                data += chunk
-                if len(data) > MAX_JSON_BYTES:
-                    raise SourceError(f"{self.ref.raw}: {what} {digest} is too big for JSON")
-        return verify_document(bytes(data), digest, size if isinstance(size, int) else None,
-                               f"{self.ref.raw}: {what} {digest} from {self.host}")
+        what = f"{self.ref.raw}: {what} {digest} from {self.host}"
+        return verify_document(read_limited(self._open_blob(digest), what), digest,
+                               size if isinstance(size, int) else None, what)
 
     def _open_blob(self, digest: str) -> IO[bytes]:
         """The blob's bytes as stored, streamed from the registry as they are read and hashed
         once, by whoever reads them: verify_document, or model.build_image for layers (so an
-        altered layer is reported like any transport's). dxf's authenticated request (its
-        401 challenge answered, redirects followed); not pull_blob, which hashes again."""
-        what = f"blob {digest}"
-        response = self._talk(what, self._client._request, "get", "blobs/" + digest, stream=True)
-        return _ChunkStream(response, lambda exc: self._error(what, exc))
+        altered layer is reported like any transport's) — not dxf's pull_blob, which hashes
+        again."""
+        return self._get(f"blob {digest}", "blobs/" + digest)[0]
+
+    def _get(self, what: str, path: str, **headers: str) -> tuple[IO[bytes], object]:
+        """GET a path of the repository through dxf's authenticated request (its 401 challenge
+        answered, redirects followed), streamed: the body as a file that reads the response as
+        it arrives (nothing is held beyond what is read) and closes it, and the response."""
+        response = self._talk(what, self._client._request, "get", path, stream=True, headers=headers)
+        return io.BufferedReader(_ChunkStream(response, lambda exc: self._error(what, exc)), CHUNK), response
 
     def close(self) -> None:
         if self._client is not None:
