@@ -255,6 +255,34 @@ def test_a_giant_manifest_is_refused_after_16_mib_not_downloaded(run_suite):
     assert hostile.sent < 64 << 20, f"{hostile.sent} bytes were sent before the plugin hung up"
 
 
+def _put_manifest(registry, name: str, reference: str, media_type: str, body: bytes) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(f"http://{registry.host}/v2/{name}/manifests/{reference}", data=body,
+                                     method="PUT", headers={"Content-Type": media_type})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+
+
+def test_a_registry_index_of_more_than_256_manifests_is_refused(images, registry, run_suite):
+    """The cap an OCI layout has holds for a registry too: 257 distinct image manifests (no
+    platform stated, so each would be read to learn it) in one index, pushed to the real
+    registry, are one sentence — refused before any of them is fetched."""
+    good = json.loads(registry.raw_manifest("op:good"))
+    manifest_type = "application/vnd.oci.image.manifest.v1+json"
+    descriptors = []
+    for i in range(257):
+        body = json.dumps({"schemaVersion": 2, "mediaType": manifest_type, "config": good["config"],
+                           "layers": good["layers"], "annotations": {"copy": str(i)}}).encode()
+        _put_manifest(registry, "op", sha256(body), manifest_type, body)
+        descriptors.append({"mediaType": manifest_type, "digest": sha256(body), "size": len(body)})
+    index = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": descriptors}).encode()
+    _put_manifest(registry, "op", "many", INDEX, index)
+    result, report = run_suite(f"docker://{registry.host}/op:many")
+    assert_one_error(result, report, f"docker://{registry.host}/op:many: the index {sha256(index)} lists more "
+                                     "than 256 image manifests")
+
+
 def test_insecure_registry_option(images, registry, run_suite):
     """A registry the user declares insecure is spoken to over plain HTTP, as Docker does."""
     result, report = run_suite(f"docker://127.1:{registry.port}/op:good",

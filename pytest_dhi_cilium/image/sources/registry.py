@@ -26,9 +26,9 @@ from typing import IO, Iterable
 
 from ..config import OCI_INDEX_SCHEMA, OCI_MANIFEST_SCHEMA
 from ..reference import DOCKER_HUB, Reference, split_registry_name
-from .base import (ATTESTATION_ANNOTATION, DIGEST, INDEX_TYPES, MAX_JSON_BYTES, ImageSource, LayerBlob,
-                   Platform, RawImage, SourceError, decode_config, decode_document, diff_ids_of,
-                   platform_of, read_limited, sha256_digest, short_error, verify_document)
+from .base import (DIGEST, INDEX_TYPES, MAX_JSON_BYTES, IndexedSource, LayerBlob, RawImage, SourceError,
+                   decode_config, decode_document, diff_ids_of, index_targets, platform_of, read_limited,
+                   sha256_digest, short_error, verify_document)
 
 # What a manifest or index says it is, read before knowing which of the two it is.
 _VERSIONED = ("struct", "Versioned", "specs.Versioned", {"schemaVersion": "int", "mediaType": "string"})
@@ -42,7 +42,6 @@ MANIFEST_ACCEPT = ", ".join(("application/vnd.docker.distribution.manifest.v1+js
 DOCKER_HUB_API = "registry-1.docker.io"
 TIMEOUT = 60  # seconds per request (a blob's read timeout is per chunk, not for the whole blob)
 CHUNK = 1 << 20
-MAX_NESTING = 4
 
 
 def is_loopback(host: str) -> bool:
@@ -69,7 +68,7 @@ def pinned(ref: Reference, digest: str) -> Reference:
     return Reference(ref.raw, ref.transport, location, ref.selector)
 
 
-class RegistrySource(ImageSource):
+class RegistrySource(IndexedSource):
     def __init__(self, ref: Reference, insecure: Iterable[str] = ()):
         self.ref = ref
         self.host, self.repo, self.tag, self.asked_digest = split_registry_name(ref.location)
@@ -79,17 +78,16 @@ class RegistrySource(ImageSource):
         self._client = None
         self._cache: dict[str, RawImage] = {}
         self._single: tuple[bytes, str] | None = None  # the tag's manifest, when it is not an index
-        # (descriptor, platform or None when the descriptor has none) per image manifest
-        self._entries: list[tuple[dict, Platform | None]] = []
         try:
             self._client = self._connect(self.host in set(insecure) or is_loopback(self.host))
             data, media_type, self.digest = self._manifest(self.asked_digest or self.tag)
             self.index_digest = self.digest if media_type in INDEX_TYPES else ""
             if self.index_digest:
-                self._entries = self._index_entries(data, self.digest, set(), 0)
+                self.targets = index_targets(self._index(data, self.digest), self._nested_index, ref.raw,
+                                             f"the index {self.digest}")
             else:
                 self._single = (data, media_type)
-                self._entries = [({"digest": self.digest, "mediaType": media_type, "size": len(data)}, None)]
+                self.targets = [({"digest": self.digest, "mediaType": media_type, "size": len(data)}, [])]
         except BaseException:
             self.close()
             raise
@@ -198,56 +196,16 @@ class RegistrySource(ImageSource):
                             f"{self.ref.raw}: {what} from {self.host}")
         return data, media_type, digest
 
-    def _index_entries(self, data: bytes, digest: str, seen: set[str], depth: int) -> list:
-        if depth > MAX_NESTING:
-            raise SourceError(f"{self.ref.raw}: image indexes nested too deep")
-        entries = []
-        for desc in decode_document(data, OCI_INDEX_SCHEMA, f"{self.ref.raw}: index {digest}").get("manifests") or []:
-            if not isinstance(desc, dict) or not DIGEST.match(str(desc.get("digest", ""))):
-                raise SourceError(f"{self.ref.raw}: index {digest} has a manifest descriptor "
-                                  "without a sha256 digest")
-            if desc["digest"] in seen:
-                continue  # the same manifest listed twice is one image
-            seen.add(desc["digest"])
-            if (desc.get("annotations") or {}).get(ATTESTATION_ANNOTATION) == "attestation-manifest":
-                continue
-            if desc.get("mediaType") in INDEX_TYPES:
-                nested, _, _ = self._manifest(desc["digest"], desc)
-                entries += self._index_entries(nested, desc["digest"], seen, depth + 1)
-                continue
-            p = desc.get("platform") or None
-            platform = Platform(str(p.get("os", "")), str(p.get("architecture", "")),
-                                str(p.get("variant", ""))) if isinstance(p, dict) else None
-            if platform is None or not platform.is_attestation:
-                entries.append((desc, platform))
-        return entries
+    def _index(self, data: bytes, digest: str) -> dict:
+        return decode_document(data, OCI_INDEX_SCHEMA, f"{self.ref.raw}: index {digest}")
 
-    def _platform(self, entry: tuple[dict, Platform | None]) -> Platform:
-        desc, platform = entry
-        return platform if platform is not None else self._read(desc).platform
+    def _nested_index(self, desc: dict) -> dict:
+        data, _, _ = self._manifest(desc["digest"], desc)
+        return self._index(data, desc["digest"])
 
-    def platforms(self) -> list[Platform]:
-        return [p for p in map(self._platform, self._entries) if not p.is_attestation]
-
-    def read(self, platform: Platform | None = None) -> RawImage:
-        candidates = [(e, self._platform(e)) for e in self._entries]
-        candidates = [(e, p) for e, p in candidates if not p.is_attestation]
-        if platform is not None:
-            candidates = [(e, p) for e, p in candidates if p.matches(platform)]
-        if not candidates:
-            raise SourceError(f"{self.ref.raw}: no manifest for platform {platform} in {self.digest}")
-        if platform is None and len(candidates) > 1:
-            listed = ", ".join(str(p) for _, p in candidates)
-            raise SourceError(f"{self.ref.raw}: several platforms ({listed}); pick one")
-        return self._read(candidates[0][0][0])
-
-    def _read(self, desc: dict) -> RawImage:
-        digest = desc["digest"]
-        if digest not in self._cache:
-            self._cache[digest] = self._read_manifest(desc)
-        return self._cache[digest]
-
-    def _read_manifest(self, desc: dict) -> RawImage:
+    def _read_target(self, desc: dict, names: list[str]) -> RawImage:
+        """One image manifest; the names it goes by are the tag (a registry's ref.name
+        annotations, if any, are not)."""
         digest = desc["digest"]
         if self._single is not None and digest == self.digest:
             data, media_type = self._single
