@@ -164,6 +164,32 @@ def test_two_platform_index_runs_checks_per_platform(run_suite, fake_operator, t
     assert report["images"][0]["digest"] != report["images"][1]["digest"]
 
 
+VANISH = """
+import os
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):  # the xdist controller, before its report
+        os.remove({path!r})
+"""
+
+
+def test_xdist_report_uses_the_targets_listed_once(run_suite, fake_operator, tmp_path, pytester):
+    """The xdist controller lists the inputs once, before the workers start; the report is
+    built from that list, not from a second one at the end (which here would fail: the archive
+    is gone by then, and used to add a platform-less INCOMPLETE entry beside the two real ones)."""
+    archive = two_platforms(fake_operator, tmp_path, target=tmp_path / "multi.tar", as_archive=True)
+    pytester.makepyfile(dhi_vanish=VANISH.format(path=str(archive)))
+    pytester.syspathinsert()
+    result, report = run_suite(f"oci-archive:{archive}", args=("-n", "2", "-p", "xdist", "-p", "dhi_vanish"),
+                               subprocess=True)
+    result.assert_outcomes(passed=11, failed=1)
+    assert not archive.exists()
+    assert [(i["platform"], i["result"]) for i in report["images"]] == [("linux/amd64", "pass"),
+                                                                        ("linux/arm64/v8", "fail")]
+
+
 def test_platform_selection_and_archive_form(run_suite, fake_operator, tmp_path):
     archive = two_platforms(fake_operator, tmp_path, target=tmp_path / "multi.tar", as_archive=True)
     result, report = run_suite(f"oci-archive:{archive}", args=("--dhi-platform=linux/arm64",))

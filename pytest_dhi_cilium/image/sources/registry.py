@@ -17,6 +17,7 @@ is read by digest; the plugin resolves a tag once per run and reads every tier b
 
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
 import os
@@ -77,20 +78,23 @@ class RegistrySource(IndexedSource):
         self._credentials = _Credentials(self.host)
         self._client = None
         self._cache: dict[str, RawImage] = {}
-        self._single: tuple[bytes, str] | None = None  # the tag's manifest, when it is not an index
         try:
             self._client = self._connect(self.host in set(insecure) or is_loopback(self.host))
-            data, media_type, self.digest = self._manifest(self.asked_digest or self.tag)
-            self.index_digest = self.digest if media_type in INDEX_TYPES else ""
-            if self.index_digest:
-                self.targets = index_targets(self._index(data, self.digest), self._nested_index, ref.raw,
-                                             f"the index {self.digest}")
-            else:
-                self._single = (data, media_type)
-                self.targets = [({"digest": self.digest, "mediaType": media_type, "size": len(data)}, [])]
+            # One GET: the digest the reference resolves to (all a pin or a moved-tag check needs).
+            self._top = self._manifest(self.asked_digest or self.tag)  # bytes, media type, digest
+            self.digest = self._top[2]
+            self.index_digest = self.digest if self._top[1] in INDEX_TYPES else ""
         except BaseException:
             self.close()
             raise
+
+    @functools.cached_property
+    def targets(self) -> list[tuple[dict, list[str]]]:
+        """The image manifests, listed when first asked for (nested indexes fetched then)."""
+        data, media_type, digest = self._top
+        if not self.index_digest:
+            return [({"digest": digest, "mediaType": media_type, "size": len(data)}, [])]
+        return index_targets(self._index(data, digest), self._nested_index, self.ref.raw, f"the index {digest}")
 
     # -- talking to the registry ----------------------------------------------------------------
 
@@ -207,8 +211,8 @@ class RegistrySource(IndexedSource):
         """One image manifest; the names it goes by are the tag (a registry's ref.name
         annotations, if any, are not)."""
         digest = desc["digest"]
-        if self._single is not None and digest == self.digest:
-            data, media_type = self._single
+        if digest == self.digest:  # the tag's own document (an image manifest, or refused below)
+            data, media_type, _ = self._top
         else:
             data, media_type, _ = self._manifest(digest, desc)
         if media_type not in MANIFEST_TYPES:
