@@ -25,7 +25,7 @@ HEADER_ONLY = frozenset("1234 56".replace(" ", ""))  # link, symlink, char, bloc
 
 # Go's type flags, as characters.
 REG, REGA, LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO = "0", "\0", "1", "2", "3", "4", "5", "6"
-XHEADER, XGLOBAL, GNU_LONGNAME, GNU_LONGLINK, GNU_SPARSE = "x", "g", "L", "K", "S"
+XHEADER, XGLOBAL, GNU_LONGNAME, GNU_LONGLINK = "x", "g", "L", "K"
 
 
 class TarError(Exception):

@@ -89,7 +89,6 @@ class LayerBlob:
     # stream is enough (no seek, may be an HTTP response). Called once per read of the image.
     open: Callable[[], IO[bytes]]
     size: int  # bytes of the blob as stored, as its descriptor states (checked when digest is set)
-    media_type: str = ""
     # Digest of the blob as stored, as its descriptor states it; "" where the transport has no
     # such descriptor (a legacy `docker save` layer.tar is the uncompressed tar: diff_id covers it).
     digest: str = ""

@@ -255,9 +255,6 @@ class DirBlobs:
     def exists(self, name: str) -> bool:
         return os.path.lexists(self._path(name))
 
-    def size(self, name: str) -> int:
-        return os.path.getsize(self._path(name))
-
     def open(self, name: str) -> IO[bytes]:
         return open_regular(self._path(name), f"oci:{self.name}: {name}")
 

@@ -56,7 +56,7 @@ class OciLayoutSource(IndexedSource):
         for layer, diff_id in zip(descriptors, diff_ids_of(config)):
             name = self._blob_name(layer.get("digest") or "")
             layers.append(LayerBlob(diff_id, (lambda n=name: self.blobs.open(n)), layer.get("size") or 0,
-                                    layer.get("mediaType") or "", layer.get("digest") or ""))
+                                    layer.get("digest") or ""))
         return RawImage(config, config_digest, digest, platform_of(config), layers, list(names),
                         config_bytes, verified={"manifest": digest, "config": config_digest})
 

@@ -230,8 +230,7 @@ class RegistrySource(IndexedSource):
             if not DIGEST.match(blob) or not isinstance(layer.get("size"), int):
                 raise SourceError(f"{self.ref.raw}: manifest {digest} has a layer descriptor without "
                                   "a sha256 digest and a size")
-            layers.append(LayerBlob(diff_id, (lambda b=blob: self._open_blob(b)),
-                                    layer["size"], str(layer.get("mediaType", "")), blob))
+            layers.append(LayerBlob(diff_id, (lambda b=blob: self._open_blob(b)), layer["size"], blob))
         names = [f"{self.host}/{self.repo}:{self.tag}"] if self.tag else []
         return RawImage(config, config_digest, digest, platform_of(config), layers, names, config_bytes,
                         verified={"manifest": digest, "config": config_digest})
