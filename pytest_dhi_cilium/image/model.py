@@ -13,6 +13,7 @@ from typing import Callable, TypeVar
 from .layers import CAPTURE_FILE_LIMIT, CAPTURED_FILES, Entry, FileSystem, read_file, read_layer
 from .layerstream import LayerError, LayerStream, Limits, human
 from .sources import Platform, RawImage, SourceError, short_error
+from .sources.base import reader_limits
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # what Docker sets
 
@@ -100,10 +101,7 @@ def short_digest(digest: str) -> str:
 def build_image(ref: str, raw: RawImage, limits: Limits | None = None) -> Image:
     """Read every layer once, streaming and verified, into the model. Any failure is one
     SourceError sentence naming the layer."""
-    try:
-        limits = limits or Limits.from_env()
-    except ValueError as exc:
-        raise SourceError(str(exc)) from None
+    limits = limits or reader_limits()
     fs = FileSystem(CAPTURED_FILES)
     layers = []
     budget = limits.image_bytes

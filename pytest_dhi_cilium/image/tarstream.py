@@ -186,11 +186,7 @@ class TarReader:
     def _special(self) -> bytes:
         if self._data_left > MAX_SPECIAL:
             raise TarError("archive/tar: header field too long")
-        data = self._read(self._data_left) if self._data_left else b""
-        if len(data) != self._data_left:
-            raise TarError("unexpected EOF")
-        self._data_left = 0
-        return data
+        return self.read_data(MAX_SPECIAL)
 
     def _read_header(self) -> TarHeader | None:
         block = self._read(BLOCK)

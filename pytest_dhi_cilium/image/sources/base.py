@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable
 
 from ..config import ConfigError, decode_image_config, go_decode
+from ..layerstream import DigestMismatch, Limits, split_digest
 from ..reference import Reference
 
 ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
@@ -250,15 +251,23 @@ def read_limited(stream: IO[bytes], what: str, limit: int = MAX_JSON_BYTES) -> b
 def verify_document(data: bytes, digest: str, size: int | None, what: str) -> bytes:
     """The one check for every JSON document a descriptor names (index, manifest, config): its
     size and digest must be the descriptor's. Returns the bytes, now trusted."""
-    algorithm, _, expected = str(digest).partition(":")
-    if algorithm not in ("sha256", "sha512") or not re.fullmatch(
-            "[0-9a-f]{64}" if algorithm == "sha256" else "[0-9a-f]{128}", expected):
-        raise SourceError(f"{what}: descriptor digest {digest!r} is not a sha256/sha512 digest")
+    try:
+        algorithm, expected = split_digest(digest, f"{what}: descriptor digest")
+    except DigestMismatch as exc:
+        raise SourceError(str(exc)) from None
     actual = hashlib.new(algorithm, data).hexdigest()
     if actual != expected or (size is not None and size != len(data)):
         raise SourceError(f"{what} does not match its digest: expected {digest} ({size} bytes), "
                           f"the bytes hash to {algorithm}:{actual} ({len(data)} bytes)")
     return data
+
+
+def reader_limits() -> Limits:
+    """The reader's bounds (DHI_MAX_* in the environment), or a bad value's one sentence."""
+    try:
+        return Limits.from_env()
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def decode_document(data: bytes, schema, what: str):

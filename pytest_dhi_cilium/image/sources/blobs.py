@@ -15,9 +15,9 @@ from typing import IO
 
 from .. import tarstream
 from ..layers import docker_path, go_clean
-from ..layerstream import LayerError, Limits, decompressed, human
+from ..layerstream import LayerError, decompressed, human
 from ..reference import Reference
-from .base import MAX_JSON_BYTES, SourceError, open_regular, read_limited, short_error
+from .base import MAX_JSON_BYTES, SourceError, open_regular, read_limited, reader_limits, short_error
 
 MAX_ARCHIVE_MEMBERS = 100_000  # a docker save has ~3 per layer; an OCI archive one per blob
 MAX_LINK_FOLLOWS = 255  # moby's FollowSymlinkInScope gives up after 255 links
@@ -148,10 +148,7 @@ class TarBlobs:
         return tarstream.TarReader(chunk, seek)
 
     def _scan(self, tar: tarstream.TarReader) -> None:
-        try:
-            limit = Limits.from_env().image_bytes
-        except ValueError as exc:
-            raise SourceError(str(exc)) from None
+        limit = reader_limits().image_bytes
         count = 0
         while (hdr := tar.next()) is not None:
             count += 1
