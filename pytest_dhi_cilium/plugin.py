@@ -221,16 +221,18 @@ def _plugin_debugging(config: pytest.Config) -> bool:
 
 
 class _PinForWorkers:
-    """pytest-xdist: the controller resolves each registry tag once and hands every worker the
-    digest, so no two workers can judge different images behind one moving tag."""
+    """pytest-xdist: the controller (which never collects) lists the inputs once — every
+    registry tag resolved to a digest, the targets kept for the report — and hands every worker
+    the digests, so no two workers can judge different images behind one moving tag."""
 
     def __init__(self, state: DhiState) -> None:
         self.state = state
 
     def pytest_configure_node(self, node) -> None:
-        from .targets import resolve_pins
+        if self.state.targets is None:
+            from .targets import expand_targets
 
-        resolve_pins(self.state.settings, self.state.pins)
+            self.state.targets = expand_targets(self.state.settings, self.state.pins)
         node.workerinput["dhi_pins"] = dict(self.state.pins)
 
 
@@ -268,18 +270,18 @@ class _Reporter:
         if getattr(self.config, "workerinput", None) is not None:
             return  # xdist workers ship their reports; only the controller writes
         from .report import write_json, write_markdown
-        from .targets import expand_targets
 
         order = []
-        if not self.config.option.collectonly:
-            # Every image is in the report, even when -k, -x or an interrupt ran none of its checks.
-            targets = self.state.targets if self.state.targets is not None else expand_targets(self.state.settings, self.state.pins)
-            for t in targets:
+        collect_only = self.config.option.collectonly
+        if not collect_only:
+            # Every image is in the report, even when -k, -x or an interrupt ran none of its checks:
+            # the targets listed at collection (or by the xdist controller), never listed again.
+            for t in self.state.targets or ():
                 self.builder.expect(t.id, t.ref.raw, t.platform_text, self.state.settings.profile.name, list(t.tiers))
                 order.append(t.id)
         self.document = self.builder.document(order)
         settings = self.state.settings
-        if self.state.pins:
+        if self.state.pins and not collect_only:
             from .targets import moved_tags
 
             self.moved = moved_tags(settings, self.state.pins)

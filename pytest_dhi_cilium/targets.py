@@ -36,19 +36,6 @@ def _pin(ref: Reference, pins: dict[str, str]) -> Reference:
     return pinned(ref, pins[ref.raw]) if ref.transport == REGISTRY and ref.raw in pins else ref
 
 
-def resolve_pins(settings: Settings, pins: dict[str, str]) -> None:
-    """Resolve each registry reference to a digest once (the xdist controller does this, so
-    every worker reads the same digest); one that cannot be resolved is left for the workers
-    to report."""
-    for ref in settings.images:
-        if ref.transport == REGISTRY and ref.raw not in pins:
-            try:
-                with reading(ref), open_source(ref, insecure=settings.insecure_registries) as source:
-                    pins[ref.raw] = source.digest
-            except SourceError:
-                pass
-
-
 def expand_targets(settings: Settings, pins: dict[str, str] | None = None) -> list[Target]:
     """Archive and registry inputs are listed now (index only, cheap) so each platform is its
     own test parameter; daemon references are one parameter each and are not contacted here.

@@ -464,3 +464,52 @@ def test_a_package_manager_reached_from_a_command_directory_counts(run_suite, ar
     assert pm["message"] == ("2 package managers found: /usr/bin/rpm; /usr/lib/apt/apt-get, reachable as "
                              "/usr/local/bin/get")
     assert "/usr/bin" in pm["details"]["command_dirs"]
+
+
+def _linked_accounts(kind: str) -> tuple[list, list]:
+    """/etc/passwd and /etc/group as links to files of other names: the files in the base layer,
+    the links beside them (hard links must be) or in a layer of their own (symlinks)."""
+    pw, gr = ik.NONROOT_PASSWD.data, ik.NONROOT_GROUP.data
+    if kind == "symlink":
+        return ([ik.directory("usr/share/base"), ik.file("usr/share/base/passwd.master", pw),
+                 ik.file("usr/share/base/group.master", gr)],
+                [ik.symlink("etc/passwd", "/usr/share/base/passwd.master"),
+                 ik.symlink("etc/group", "../usr/share/base/group.master")])
+    return ([ik.file("etc/passwd-", pw), ik.hardlink("etc/passwd", "etc/passwd-", 0o644),
+             ik.file("etc/group-", gr), ik.hardlink("etc/group", "etc/group-", 0o644)], [])
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_user_resolves_through_linked_passwd_and_group(run_suite, archive, fake_operator, kind):
+    """Regression: /etc/passwd -> passwd.master (or a hard link to /etc/passwd-) was not read, and
+    the image was said to have a passwd "larger than the reader keeps"."""
+    files, links = _linked_accounts(kind)
+    spec = ik.dhi_like(fake_operator, tag_user="nonroot:nonroot", extra_layers=[links] if links else [])
+    spec.layers[0] = [m for m in spec.layers[0] if m.name not in ("etc/passwd", "etc/group")] + files
+    _, report = run_suite(archive(spec))
+    user = check(report, "nonroot-user")
+    assert user["outcome"] == "passed", user
+    assert user["message"] == "User 'nonroot:nonroot' resolves to 65532:65532 (nonroot)"
+    assert report["images"][0]["warnings"] == []
+
+
+def test_passwd_is_read_after_other_files_named_passwd_filled_the_capture_budget(run_suite, archive,
+                                                                                  fake_operator):
+    """Every small file named passwd is kept in the single pass (16 MiB in all); /etc/passwd
+    after seventeen 1 MiB /opt/*/passwd is read again from its layer, not lost."""
+    filler = [ik.file(f"opt/{i}/passwd", b"#" * (1 << 20)) for i in range(17)]
+    spec = ik.dhi_like(fake_operator, tag_user="nonroot:nonroot")
+    spec.layers = [filler] + spec.layers
+    _, report = run_suite(archive(spec))
+    assert check(report, "nonroot-user")["message"] == "User 'nonroot:nonroot' resolves to 65532:65532 (nonroot)"
+    assert report["images"][0]["warnings"] == []
+
+
+def test_a_passwd_larger_than_the_reader_keeps_is_a_warning_naming_its_size(run_suite, archive,
+                                                                             fake_operator):
+    spec = ik.dhi_like(fake_operator, extra_layers=[[ik.file("usr/share/base/passwd.master", b"#" * (2 << 20)),
+                                                     ik.symlink("etc/passwd", "../usr/share/base/passwd.master")]])
+    _, report = run_suite(archive(spec))
+    assert report["images"][0]["warnings"] == [
+        "/etc/passwd (/usr/share/base/passwd.master, 2097152 bytes) was not read: larger than the 1 MiB "
+        "the reader keeps of a file"]

@@ -97,6 +97,53 @@ def test_a_gzipped_docker_save_is_read_like_docker_load_reads_it(run_suite, fake
     assert set(outcomes(report).values()) == {"passed"}
 
 
+def test_a_compressed_oci_archive_reads_like_the_plain_one(run_suite, fake_operator, tmp_path):
+    """Its small members (index, manifests, configs) come from the index scan, its large ones
+    (a 2 MiB layer) are inflated again from the start: the verdicts and digests are the plain
+    archive's, for each platform."""
+    import zstandard
+
+    amd = ik.dhi_like(fake_operator, extra_layers=[[ik.file("opt/big", os.urandom(2 << 20))]])
+    arm = ik.dhi_like(fake_operator, architecture="arm64", variant="v8")
+    plain = ik.write_oci_layout(tmp_path / "multi.tar", [amd, arm], as_archive=True)
+    packed = tmp_path / "multi.tar.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
+
+    def judged(archive):
+        _, report = run_suite(f"oci-archive:{archive}", args=("--dhi-platform=all",))
+        return [(i["platform"], i["digest"], i["config_digest"], i["result"], i["verified"]["layers"])
+                for i in report["images"]]
+
+    expected = judged(plain)
+    assert [e[0] for e in expected] == ["linux/amd64", "linux/arm64/v8"]
+    assert judged(packed) == expected
+
+
+def test_a_compressed_archive_is_not_inflated_again_for_its_manifest(fake_operator, tmp_path):
+    """`docker save | gzip` puts manifest.json after the layers: it is kept from the index scan,
+    not read by inflating the whole archive once more (bytes read counted, not time)."""
+    from pytest_dhi_cilium.image.reference import parse_reference
+    from pytest_dhi_cilium.image.sources import TarBlobs
+
+    def bytes_read() -> int:
+        with open("/proc/self/io") as io_:
+            return int(dict(line.split(": ") for line in io_.read().splitlines())["rchar"])
+
+    spec = ik.dhi_like(fake_operator, extra_layers=[[ik.file("opt/big", os.urandom(4 << 20))]])
+    plain = ik.write_docker_archive(tmp_path / "p.tar", spec, ["x:1"])
+    packed = tmp_path / "p.tar.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+    blobs = TarBlobs(parse_reference(f"docker-archive:{packed}"))
+    try:
+        before = bytes_read()
+        manifest = json.loads(blobs.read("manifest.json"))
+        config = blobs.read(manifest[0]["Config"])
+        assert bytes_read() - before < 1 << 20
+    finally:
+        blobs.close()
+    assert ik.sha256(config) == ik.image_id(spec)
+
+
 def _index_layout(tmp_path, fake_operator, descriptors) -> str:
     layout = ik.write_oci_layout(tmp_path / "l", [ik.dhi_like(fake_operator)])
     index = json.loads((layout / "index.json").read_text())

@@ -111,6 +111,28 @@ def test_daemon_image_missing_with_pull_never(docker_client, run_suite):
     assert "not in the local Docker engine and --dhi-pull=never" in report["images"][0]["errors"][0]
 
 
+def _open_fds() -> set[str]:
+    return {n for n in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{n}")}
+
+
+@pytest.mark.docker
+def test_sources_that_fail_to_open_close_what_they_opened(docker_client, fake_operator, tmp_path):
+    """An OCI archive without the named image, a daemon image missing under --dhi-pull=never:
+    one sentence each, and no file or engine connection left open, even while the error (and
+    with it the half-made source) is still referenced."""
+    from pytest_dhi_cilium.image.reference import parse_reference
+    from pytest_dhi_cilium.image.sources import SourceError, open_source
+
+    archive = ik.write_oci_layout(tmp_path / "l.tar", [ik.dhi_like(fake_operator)], ref_name="1.18.3",
+                                  as_archive=True)
+    for raw, pull, sentence in [(f"oci-archive:{archive}:other", "missing", "holds no image manifest named"),
+                                (f"{TEST_REPO}/does-not-exist:1.0", "never", "--dhi-pull=never")]:
+        before = _open_fds()
+        with pytest.raises(SourceError, match=sentence) as error:
+            open_source(parse_reference(raw), pull=pull)
+        assert error.value and _open_fds() - before == set(), raw
+
+
 @pytest.mark.docker
 def test_daemon_loaded_spec_with_whiteouts(loaded_images, run_suite, fake_operator, tmp_path):
     spec = ik.dhi_like(fake_operator, extra_layers=[
@@ -142,6 +164,32 @@ def test_two_platform_index_runs_checks_per_platform(run_suite, fake_operator, t
     assert report["images"][0]["digest"] != report["images"][1]["digest"]
 
 
+VANISH = """
+import os
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):  # the xdist controller, before its report
+        os.remove({path!r})
+"""
+
+
+def test_xdist_report_uses_the_targets_listed_once(run_suite, fake_operator, tmp_path, pytester):
+    """The xdist controller lists the inputs once, before the workers start; the report is
+    built from that list, not from a second one at the end (which here would fail: the archive
+    is gone by then, and used to add a platform-less INCOMPLETE entry beside the two real ones)."""
+    archive = two_platforms(fake_operator, tmp_path, target=tmp_path / "multi.tar", as_archive=True)
+    pytester.makepyfile(dhi_vanish=VANISH.format(path=str(archive)))
+    pytester.syspathinsert()
+    result, report = run_suite(f"oci-archive:{archive}", args=("-n", "2", "-p", "xdist", "-p", "dhi_vanish"),
+                               subprocess=True)
+    result.assert_outcomes(passed=11, failed=1)
+    assert not archive.exists()
+    assert [(i["platform"], i["result"]) for i in report["images"]] == [("linux/amd64", "pass"),
+                                                                        ("linux/arm64/v8", "fail")]
+
+
 def test_platform_selection_and_archive_form(run_suite, fake_operator, tmp_path):
     archive = two_platforms(fake_operator, tmp_path, target=tmp_path / "multi.tar", as_archive=True)
     result, report = run_suite(f"oci-archive:{archive}", args=("--dhi-platform=linux/arm64",))
@@ -160,6 +208,19 @@ def test_oci_ref_name_selects_image_and_uncompressed_layers(run_suite, fake_oper
     assert report["images"][0]["variant"] == "dev"  # the selected ref name is a -dev tag
     result, report = run_suite(f"oci:{layout}:other")
     assert "holds no image manifest named 'other'" in report["images"][0]["errors"][0]
+
+
+def test_skopeo_layout_without_platform_keeps_its_ref_name(run_suite, fake_operator, tmp_path):
+    """`skopeo copy … oci:DIR:TAG` states no platform in index.json: the manifest is read to learn
+    it, and the image still goes by its ref.name (regression: the name was lost, so no -dev)."""
+    archive = ik.write_docker_archive(tmp_path / "a.tar", ik.dhi_like(fake_operator), ["acme/op:1"])
+    layout = tmp_path / "layout"
+    subprocess.run(["skopeo", "copy", "--quiet", f"docker-archive:{archive}", f"oci:{layout}:1.18.3-dev"],
+                   check=True, capture_output=True, timeout=120)
+    (desc,) = json.loads((layout / "index.json").read_text())["manifests"]
+    assert "platform" not in desc and desc["annotations"]["org.opencontainers.image.ref.name"] == "1.18.3-dev"
+    _, report = run_suite(f"oci:{layout}")
+    assert (report["images"][0]["platform"], report["images"][0]["variant"]) == ("linux/amd64", "dev")
 
 
 # -- hostile and broken inputs ----------------------------------------------------------------

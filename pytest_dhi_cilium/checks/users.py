@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..image.layers import Entry
+from ..image.tarstream import go_int
 
 
 @dataclass(frozen=True)
@@ -29,24 +30,10 @@ class GroupEntry:
 MAX_ID = (1 << 31) - 1  # runc: "uids and gids must be in range 0-2147483647"
 
 
-def go_atoi(text: str) -> int | None:
-    """Go's strconv.Atoi: ASCII digits with an optional sign, within int64; else None (so
-    "²", "٣", " 5" and "0x10" are names, as runc reads them)."""
-    body = text[1:] if text[:1] in ("+", "-") else text
-    if not body or not body.isascii() or not body.isdigit():
-        return None
-    value = int(text)
-    return value if -(1 << 63) <= value < (1 << 63) else None
-
-
 def _field_int(text: str) -> int:
     """A number field of /etc/passwd or /etc/group as runc parses it: Atoi with its error
     ignored — garbage is 0, an overflow is clamped to the int64 limit."""
-    body = text[1:] if text[:1] in ("+", "-") else text
-    if not body or not body.isascii() or not body.isdigit():
-        return 0
-    value = int(text)
-    return max(-(1 << 63), min(value, (1 << 63) - 1))
+    return go_int(text, clamp=True) or 0
 
 
 def _fields(line: str, count: int) -> list[str]:
@@ -132,7 +119,7 @@ def resolve_user(spec: str, passwd_text: str | None, group_text: str | None) -> 
     def failed(error: str, uid=None) -> RuntimeUser:
         return RuntimeUser(spec, uid, None, evidence=tuple(evidence), notes=tuple(notes), error=error)
 
-    uid_arg = go_atoi(user_part)
+    uid_arg = go_int(user_part)
     if not user_part:
         match = next((p for p in passwd if p.uid == 0), None)
     elif uid_arg is not None:
@@ -153,7 +140,7 @@ def resolve_user(spec: str, passwd_text: str | None, group_text: str | None) -> 
         uid = uid_arg
         notes.append(f"UID {uid} has no /etc/passwd entry: primary GID defaults to 0, HOME to /")
     if group_part:
-        gid_arg = go_atoi(group_part)
+        gid_arg = go_int(group_part)
         gmatch = next((g for g in groups if (g.gid == gid_arg if gid_arg is not None else g.name == group_part)), None)
         if gmatch is not None:
             gid = gmatch.gid

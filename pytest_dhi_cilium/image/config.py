@@ -209,9 +209,7 @@ def go_decode(data: bytes, schema, what: str) -> dict:
     """Decode JSON bytes into ``schema`` like Go's json.Unmarshal, or raise ConfigError."""
     try:
         value = parse_json(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{what} is not valid JSON ({exc})") from None
-    except ValueError as exc:
+    except ValueError as exc:  # ConfigError included
         raise ConfigError(f"{what} is not valid JSON ({exc})") from None
     decoder = _Decoder()
     try:

@@ -32,7 +32,7 @@ import json
 import os
 from array import array
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from . import tarstream
 from .layerstream import DigestMismatch, LayerError, LayerStream, LimitExceeded, Limits
@@ -41,7 +41,7 @@ from .tarstream import TarError, TarHeader
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 MAX_SYMLINK_FOLLOWS = 40  # Linux's own limit before ELOOP
-CAPTURE_NAMES = frozenset({"passwd", "group"})  # file contents the checks read
+CAPTURED_FILES = ("/etc/passwd", "/etc/group")  # small files whose content the checks read
 CAPTURE_FILE_LIMIT = 1 << 20
 CAPTURE_TOTAL_LIMIT = 16 << 20
 
@@ -507,21 +507,29 @@ class _LayerTree:
 
 
 class FileSystem:
-    """The merged view: layers applied bottom-up, then paths looked up with symlinks."""
+    """The merged view: layers applied bottom-up, then paths looked up with symlinks.
 
-    def __init__(self) -> None:
+    ``capture``: paths whose content the checks read. In the single pass over the layers the
+    data of every small regular file with one of their base names is kept (the path a file
+    lands at is known only once its layer is unpacked: ``etc -> private/etc`` in the same
+    layer); a capture path that resolves to a file of another name (a symlink or hard link to
+    it) is read afterwards with :func:`read_file`."""
+
+    def __init__(self, capture: Iterable[str] = CAPTURED_FILES) -> None:
         self._root = _Inode(_pack(_DIR, 0o755, -1), extra={})  # a container's / is always 0755 root
         self.warnings: list[str] = []
-        self._data: dict[_Inode, bytes] = {}  # kept small files (CAPTURE_NAMES), by inode
+        self._capture_names = frozenset(path.rsplit("/", 1)[-1] for path in capture)
+        self._data: dict[_Inode, bytes] = {}  # kept small files, by inode
         self._captured = 0
-        self._pending: _Inode | None = None  # the file whose data the reader should keep
+        self.pending: _Inode | None = None  # the file just created whose data should be kept
+        self._tree: _LayerTree | None = None  # the layer being applied
 
     # -- building ----------------------------------------------------------------------------
 
     def apply_layer(self, index: int, headers, limits: Limits = Limits()) -> int:
         """Unpack one layer's headers (an iterable of TarHeader) into a tree of its own, then
         overlay it onto the view. Returns the number of entries."""
-        tree = _LayerTree(index, self)
+        tree = self._tree = _LayerTree(index, self)
         count = 0
         for hdr in headers:
             count += 1
@@ -531,13 +539,22 @@ class FileSystem:
             tree.apply(hdr)
         tree.finish()
         tree.seen, tree.dirs = None, []
+        self._tree = None
         self._overlay(tree.root)
         return count
 
     def _offer_capture(self, name: str, inode: _Inode, hdr: TarHeader) -> None:
-        if name in CAPTURE_NAMES and hdr.size <= CAPTURE_FILE_LIMIT and \
+        """A regular file was created (its header applied next): should its data be kept?"""
+        if name in self._capture_names and hdr.size <= CAPTURE_FILE_LIMIT and \
                 self._captured + hdr.size <= CAPTURE_TOTAL_LIMIT:
-            self._pending = inode
+            self.pending = inode
+
+    def keep(self, read: Callable[[int], bytes]) -> None:
+        """Keep the pending file's data, read with ``read(limit)`` (the tar reader's)."""
+        inode, self.pending = self.pending, None
+        data = read(CAPTURE_FILE_LIMIT)
+        self._data[inode] = data
+        self._captured += len(data)
 
     def _overlay(self, upper_root: _Inode) -> None:
         """overlayfs, one layer up: whiteouts delete, opaque directories and non-directories
@@ -582,7 +599,7 @@ class FileSystem:
         return _entry("/" + "/".join(_components(path)), node) if node is not None else None
 
     def read(self, path: str) -> bytes | None:
-        """The content of a small file the reader kept (see CAPTURE_NAMES), links followed."""
+        """The content of a small file the reader kept (see ``capture``), links followed."""
         res = self._resolve_node(path)
         return self._data.get(_ino(res[0])) if res[0] is not None else None
 
@@ -716,12 +733,8 @@ def read_layer(index: int, stream: LayerStream, fs: FileSystem, limits: Limits) 
             if hdr is None:
                 return
             yield hdr
-            inode = fs._pending
-            if inode is not None:
-                data = reader.read_data(CAPTURE_FILE_LIMIT)
-                fs._data[inode] = data
-                fs._captured += len(data)
-                fs._pending = None
+            if fs.pending is not None:
+                fs.keep(reader.read_data)
 
     try:
         count = fs.apply_layer(index, headers(), limits)
@@ -735,6 +748,46 @@ def read_layer(index: int, stream: LayerStream, fs: FileSystem, limits: Limits) 
     record = stream.finish()
     record["entries"] = count
     return record
+
+
+class _OneFile(FileSystem):
+    """One layer unpacked again on its own, keeping the data of the file that ends up at
+    ``path``: the data of a regular file whose inode is, once its header is applied, the one
+    at ``where`` (``path`` itself, or the path a hard link at ``path`` names), of the size
+    the merged view found. At most one file's data is held at a time."""
+
+    def __init__(self, path: str, where: str, size: int):
+        super().__init__(capture=())
+        self.path, self.where, self.size = path, where, size
+        self.found: tuple[_Inode, bytes] | None = None
+
+    def _offer_capture(self, name: str, inode: _Inode, hdr: TarHeader) -> None:
+        if hdr.size == self.size:
+            self.pending = inode
+
+    def keep(self, read: Callable[[int], bytes]) -> None:
+        inode, self.pending = self.pending, None
+        node = self._tree._lookup(self.where, False, True)
+        if node is not None and _ino(node) is inode:
+            self.found = (inode, read(CAPTURE_FILE_LIMIT))
+
+    def data(self) -> bytes | None:
+        node = self._node_at(self.path)
+        if self.found is None or node is None or _ino(node) is not self.found[0]:
+            return None
+        return self.found[1]
+
+
+def read_file(index: int, stream: LayerStream, entry: Entry, limits: Limits) -> bytes | None:
+    """The content of ``entry`` (a regular file of at most CAPTURE_FILE_LIMIT bytes in the
+    merged view, at a path with no symlinks in it), read again from the verified stream of
+    the layer that made it (``index``), checked as :func:`read_layer` checks every layer.
+    For a capture path the single pass did not keep: a symlink or hard link to a file of
+    another name (``/etc/passwd -> /usr/share/base/passwd.master``), or past the capture
+    budget. None if the layer does not put that file there (it always does)."""
+    one = _OneFile(entry.path, entry.link if entry.hardlink else entry.path, entry.size)
+    read_layer(index, stream, one, limits)
+    return one.data()
 
 
 def _refuse(stream: LayerStream, message: str) -> None:

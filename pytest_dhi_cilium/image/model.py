@@ -8,13 +8,13 @@ applies it. The image records what was verified, for the report."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
-from .layers import Entry, FileSystem, read_layer
-from .layerstream import LayerError, LayerStream, Limits
+from .layers import CAPTURE_FILE_LIMIT, CAPTURED_FILES, Entry, FileSystem, read_file, read_layer
+from .layerstream import LayerError, LayerStream, Limits, human
 from .sources import Platform, RawImage, SourceError, short_error
+from .sources.base import reader_limits
 
-# Small files whose content the checks need, kept during the single pass over the layers.
-CAPTURED_FILES = ("/etc/passwd", "/etc/group")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # what Docker sets
 
 
@@ -101,34 +101,22 @@ def short_digest(digest: str) -> str:
 def build_image(ref: str, raw: RawImage, limits: Limits | None = None) -> Image:
     """Read every layer once, streaming and verified, into the model. Any failure is one
     SourceError sentence naming the layer."""
-    try:
-        limits = limits or Limits.from_env()
-    except ValueError as exc:
-        raise SourceError(str(exc)) from None
-    fs = FileSystem()
+    limits = limits or reader_limits()
+    fs = FileSystem(CAPTURED_FILES)
     layers = []
     budget = limits.image_bytes
-    count = len(raw.layers)
-    for index, blob in enumerate(raw.layers):
-        what = f"{ref}: layer {index + 1} of {count} ({short_digest(blob.digest or blob.diff_id)})"
-        try:
-            with blob.open() as stream:
-                layer = LayerStream(stream, digest=blob.digest, size=blob.size, diff_id=blob.diff_id,
-                                    limits=limits, budget=budget)
-                layers.append(read_layer(index, layer, fs, limits))
-        except LayerError as exc:
-            raise SourceError(f"{what}: {exc}") from None
-        except OSError as exc:
-            raise SourceError(f"{what}: cannot be read ({short_error(exc)})") from None
+    for index in range(len(raw.layers)):
+        record, layer = _read_blob(ref, raw, index, limits, budget,
+                                   lambda stream, i=index: (read_layer(i, stream, fs, limits), stream))
+        layers.append(record)
         budget -= layer.inflated
     files = {}
     for path in CAPTURED_FILES:
         data = fs.read(path)
+        if data is None and (res := fs.resolve(path)).found and res.entry.kind == "file":
+            data = _read_again(ref, raw, fs, path, res.entry, limits)
         if data is not None:
             files[path] = data
-        elif (res := fs.resolve(path)).found and res.entry.kind == "file":
-            fs.warnings.append(f"{path} ({res.path}, {res.entry.size} bytes) was not read: larger "
-                               "than the reader keeps")
     return Image(
         ref=ref,
         digest=raw.digest,
@@ -142,3 +130,37 @@ def build_image(ref: str, raw: RawImage, limits: Limits | None = None) -> Image:
         verified={**raw.verified, "layers": layers},
         repo_digest=raw.repo_digest,
     )
+
+
+_T = TypeVar("_T")
+
+
+def _read_blob(ref: str, raw: RawImage, index: int, limits: Limits, budget: int | None,
+               read: Callable[[LayerStream], _T]) -> _T:
+    """``read`` one layer's verified stream; any failure is one SourceError naming the layer."""
+    blob = raw.layers[index]
+    what = f"{ref}: layer {index + 1} of {len(raw.layers)} ({short_digest(blob.digest or blob.diff_id)})"
+    try:
+        with blob.open() as stream:
+            return read(LayerStream(stream, digest=blob.digest, size=blob.size, diff_id=blob.diff_id,
+                                    limits=limits, budget=budget))
+    except LayerError as exc:
+        raise SourceError(f"{what}: {exc}") from None
+    except OSError as exc:
+        raise SourceError(f"{what}: cannot be read ({short_error(exc)})") from None
+
+
+def _read_again(ref: str, raw: RawImage, fs: FileSystem, path: str, entry: Entry,
+                limits: Limits) -> bytes | None:
+    """A captured path the single pass did not keep (a link to a file of another name, or
+    past the capture budget): its layer read again, verified again. Rare; one small file."""
+    if entry.size > CAPTURE_FILE_LIMIT:
+        fs.warnings.append(f"{path} ({entry.path}, {entry.size} bytes) was not read: larger than the "
+                           f"{human(CAPTURE_FILE_LIMIT)} the reader keeps of a file")
+        return None
+    data = _read_blob(ref, raw, entry.layer, limits, None,
+                      lambda stream: read_file(entry.layer, stream, entry, limits))
+    if data is None:
+        fs.warnings.append(f"{path} ({entry.path}) was not read: layer {entry.layer + 1} of "
+                           f"{len(raw.layers)} does not hold it there when read again")
+    return data

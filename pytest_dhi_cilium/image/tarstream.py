@@ -25,7 +25,7 @@ HEADER_ONLY = frozenset("1234 56".replace(" ", ""))  # link, symlink, char, bloc
 
 # Go's type flags, as characters.
 REG, REGA, LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO = "0", "\0", "1", "2", "3", "4", "5", "6"
-XHEADER, XGLOBAL, GNU_LONGNAME, GNU_LONGLINK, GNU_SPARSE = "x", "g", "L", "K", "S"
+XHEADER, XGLOBAL, GNU_LONGNAME, GNU_LONGLINK = "x", "g", "L", "K"
 
 
 class TarError(Exception):
@@ -186,11 +186,7 @@ class TarReader:
     def _special(self) -> bytes:
         if self._data_left > MAX_SPECIAL:
             raise TarError("archive/tar: header field too long")
-        data = self._read(self._data_left) if self._data_left else b""
-        if len(data) != self._data_left:
-            raise TarError("unexpected EOF")
-        self._data_left = 0
-        return data
+        return self.read_data(MAX_SPECIAL)
 
     def _read_header(self) -> TarHeader | None:
         block = self._read(BLOCK)
@@ -298,7 +294,7 @@ def _parse_pax(data: bytes) -> dict[str, str]:
     pos = 0
     while pos < len(data):
         space = data.find(b" ", pos)
-        length = _go_int(data[pos:space].decode("latin-1")) if space >= 0 else None
+        length = go_int(data[pos:space].decode("latin-1")) if space >= 0 else None
         if length is None or length < 5 or length > len(data) - pos:
             raise TarError("archive/tar: invalid tar header")
         end = pos + length
@@ -322,13 +318,18 @@ def _parse_pax(data: bytes) -> dict[str, str]:
     return records
 
 
-def _go_int(text: str) -> int | None:
-    """strconv.ParseInt(text, 10, 64): ASCII digits, optional sign, in int64 range."""
+def go_int(text: str, clamp: bool = False) -> int | None:
+    """Go's strconv.ParseInt(text, 10, 64) (and Atoi): ASCII digits with an optional sign, else
+    None ("²", "٣", " 5" and "0x10" are not numbers). Out of the int64 range: None, or with
+    ``clamp`` the limit ParseInt returns beside its range error (what code that ignores the
+    error, as runc's passwd parser does, goes on with)."""
     body = text[1:] if text[:1] in ("+", "-") else text
     if not body or not body.isascii() or not body.isdigit():
         return None
     value = int(text)
-    return value if -(1 << 63) <= value < (1 << 63) else None
+    if -(1 << 63) <= value < (1 << 63):
+        return value
+    return max(-(1 << 63), min(value, (1 << 63) - 1)) if clamp else None
 
 
 def _merge_pax(hdr: TarHeader, records: dict[str, str]) -> None:
@@ -340,7 +341,7 @@ def _merge_pax(hdr: TarHeader, records: dict[str, str]) -> None:
         elif key == "linkpath":
             hdr.linkname = value
         elif key in ("uid", "gid", "size"):
-            number = _go_int(value)
+            number = go_int(value)
             if number is None:
                 raise TarError("archive/tar: invalid tar header")
             if key == "size":

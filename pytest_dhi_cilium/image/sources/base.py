@@ -1,6 +1,7 @@
 """What every image source shares: the platform and image records a source hands up, the
 ``ImageSource`` interface, the one error type (``SourceError``: one sentence, no traceback),
-and the helpers every transport uses to open files and read its JSON documents verified."""
+the helpers every transport uses to open files and read its JSON documents verified, and the
+OCI index walk and platform selection the layout and registry sources share (``IndexedSource``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable
 
 from ..config import ConfigError, decode_image_config, go_decode
+from ..layerstream import DigestMismatch, Limits, split_digest
 from ..reference import Reference
 
 ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
@@ -24,6 +26,8 @@ INDEX_TYPES = (
 )
 REF_NAME_ANNOTATIONS = ("org.opencontainers.image.ref.name", "io.containerd.image.name")
 MAX_JSON_BYTES = 16 << 20  # manifests and configs are small; refuse a hostile giant
+MAX_INDEX_DEPTH = 4  # index -> index -> manifests is what buildx writes
+MAX_TARGETS = 256  # distinct image manifests in one index (its nested indexes included)
 
 
 class SourceError(Exception):
@@ -86,7 +90,6 @@ class LayerBlob:
     # stream is enough (no seek, may be an HTTP response). Called once per read of the image.
     open: Callable[[], IO[bytes]]
     size: int  # bytes of the blob as stored, as its descriptor states (checked when digest is set)
-    media_type: str = ""
     # Digest of the blob as stored, as its descriptor states it; "" where the transport has no
     # such descriptor (a legacy `docker save` layer.tar is the uncompressed tar: diff_id covers it).
     digest: str = ""
@@ -134,6 +137,89 @@ class ImageSource:
         self.close()
 
 
+class IndexedSource(ImageSource):
+    """A source whose images an OCI index lists (an OCI layout, a registry). Subclasses set
+    ``targets`` (:func:`index_targets`) and ``_cache = {}``, and read one image manifest in
+    ``_read_target``. A target's platform is its descriptor's or, when the descriptor states
+    none (skopeo writes none), its config's: the image is then read once, names and all."""
+
+    targets: list[tuple[dict, list[str]]]  # image manifest descriptor, the names it goes by
+    _cache: dict[str, RawImage]
+
+    def _read_target(self, desc: dict, names: list[str]) -> RawImage:
+        raise NotImplementedError
+
+    def read_target(self, desc: dict, names: list[str]) -> RawImage:
+        if desc["digest"] not in self._cache:
+            self._cache[desc["digest"]] = self._read_target(desc, names)
+        return self._cache[desc["digest"]]
+
+    def _platform(self, desc: dict, names: list[str]) -> Platform:
+        stated = desc.get("platform")
+        return platform_of(stated) if stated else self.read_target(desc, names).platform
+
+    def platforms(self) -> list[Platform]:
+        return [p for p in (self._platform(d, n) for d, n in self.targets) if not p.is_attestation]
+
+    def read(self, platform: Platform | None = None) -> RawImage:
+        candidates = [(d, n, p) for d, n in self.targets if not (p := self._platform(d, n)).is_attestation]
+        if platform is not None:
+            candidates = [c for c in candidates if c[2].matches(platform)]
+        if not candidates:
+            where = f" in {self.digest}" if self.digest else ""
+            raise SourceError(f"{self.ref.raw}: no manifest for platform {platform}{where}")
+        if platform is None and len(candidates) > 1:
+            listed = ", ".join(str(p) for _, _, p in candidates)
+            raise SourceError(f"{self.ref.raw}: several platforms ({listed}); pick one")
+        desc, names, _ = candidates[0]
+        return self.read_target(desc, names)
+
+
+def index_targets(index: dict, fetch_index: Callable[[dict], dict], where: str, listing: str,
+                  selector: str = "") -> list[tuple[dict, list[str]]]:
+    """The image manifests an OCI index lists: each digest once, with the names it goes by
+    (ref.name annotations, its enclosing indexes' included); nested indexes flattened
+    breadth-first, each fetched once (``fetch_index(descriptor)``: decoded, verified against
+    the descriptor); attestation manifests left out. Nesting deeper than MAX_INDEX_DEPTH and
+    more than MAX_TARGETS manifests are refused before anything more is fetched.
+    ``selector``: keep only the top-level descriptors named so (``oci:DIR:NAME``)."""
+    found: dict[str, tuple[dict, list[str]]] = {}
+    seen_indexes: set[str] = set()
+    level: list[tuple[dict, list[str]]] = [(index, [])]
+    depth = 0
+    while level:
+        nested = []
+        for doc, inherited in level:
+            for desc in doc.get("manifests") or []:
+                if not isinstance(desc, dict) or not desc.get("digest"):
+                    raise SourceError(f"{where}: a manifest descriptor has no digest")
+                digest = desc["digest"]
+                if not DIGEST.match(digest):
+                    raise SourceError(f"{where}: refusing malformed digest {digest!r}")
+                annotations = desc.get("annotations") or {}
+                names = inherited + [annotations[a] for a in REF_NAME_ANNOTATIONS if a in annotations]
+                if depth == 0 and selector and not any(
+                        n == selector or n.endswith(":" + selector) for n in names):
+                    continue
+                if desc.get("mediaType") in INDEX_TYPES:
+                    if digest in seen_indexes:
+                        continue
+                    if depth == MAX_INDEX_DEPTH:
+                        raise SourceError(f"{where}: image indexes nested more than {MAX_INDEX_DEPTH} deep")
+                    seen_indexes.add(digest)
+                    nested.append((fetch_index(desc), names))
+                elif annotations.get(ATTESTATION_ANNOTATION) != "attestation-manifest":
+                    if digest in found:
+                        found[digest][1].extend(n for n in names if n not in found[digest][1])
+                        continue
+                    found[digest] = (desc, list(dict.fromkeys(names)))
+                    if len(found) > MAX_TARGETS:
+                        raise SourceError(f"{where}: {listing} lists more than {MAX_TARGETS} image manifests")
+        level = nested
+        depth += 1
+    return list(found.values())
+
+
 
 def open_regular(path: str, what: str) -> IO[bytes]:
     """Open a file only if it is a regular file: O_NONBLOCK so a FIFO never blocks the open,
@@ -165,15 +251,23 @@ def read_limited(stream: IO[bytes], what: str, limit: int = MAX_JSON_BYTES) -> b
 def verify_document(data: bytes, digest: str, size: int | None, what: str) -> bytes:
     """The one check for every JSON document a descriptor names (index, manifest, config): its
     size and digest must be the descriptor's. Returns the bytes, now trusted."""
-    algorithm, _, expected = str(digest).partition(":")
-    if algorithm not in ("sha256", "sha512") or not re.fullmatch(
-            "[0-9a-f]{64}" if algorithm == "sha256" else "[0-9a-f]{128}", expected):
-        raise SourceError(f"{what}: descriptor digest {digest!r} is not a sha256/sha512 digest")
+    try:
+        algorithm, expected = split_digest(digest, f"{what}: descriptor digest")
+    except DigestMismatch as exc:
+        raise SourceError(str(exc)) from None
     actual = hashlib.new(algorithm, data).hexdigest()
     if actual != expected or (size is not None and size != len(data)):
         raise SourceError(f"{what} does not match its digest: expected {digest} ({size} bytes), "
                           f"the bytes hash to {algorithm}:{actual} ({len(data)} bytes)")
     return data
+
+
+def reader_limits() -> Limits:
+    """The reader's bounds (DHI_MAX_* in the environment), or a bad value's one sentence."""
+    try:
+        return Limits.from_env()
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def decode_document(data: bytes, schema, what: str):

@@ -6,21 +6,26 @@ member data; member names land where ``docker load``'s chrooted untar puts them 
 ``/``; later duplicates win), and links between members resolve inside the archive the way
 ``docker load`` resolves them (symlinks followed within the archive root, hard links to earlier
 members). A compressed archive (``docker save | gzip`` loads too) is read through its
-decompressor. Only regular files are ever opened."""
+decompressor, on the one descriptor the archive was opened with; its small members (manifests,
+configs) are kept from the index scan, a layer is inflated again from the start. Only regular
+files are ever opened."""
 
 from __future__ import annotations
 
+import io
 import os
 from typing import IO
 
 from .. import tarstream
 from ..layers import docker_path, go_clean
-from ..layerstream import LayerError, Limits, decompressed, human
+from ..layerstream import LayerError, decompressed, human
 from ..reference import Reference
-from .base import MAX_JSON_BYTES, SourceError, open_regular, read_limited, short_error
+from .base import MAX_JSON_BYTES, SourceError, open_regular, read_limited, reader_limits, short_error
 
 MAX_ARCHIVE_MEMBERS = 100_000  # a docker save has ~3 per layer; an OCI archive one per blob
 MAX_LINK_FOLLOWS = 255  # moby's FollowSymlinkInScope gives up after 255 links
+KEEP_MEMBER_BYTES = 1 << 20  # a compressed archive's members kept from its scan: each at most,
+KEEP_TOTAL_BYTES = 16 << 20  # and in all
 
 
 class _Section:
@@ -50,11 +55,11 @@ class _Section:
 
 
 class _Stream:
-    """A member of a compressed archive: decompress from the start, skip to it, read it."""
+    """A member of a compressed archive: decompress from the start (pread on the archive's
+    descriptor: no file of its own), skip to it, read it."""
 
-    def __init__(self, path: str, name: str, offset: int, size: int):
-        self.file = open_regular(path, name)
-        self.reader, _ = decompressed(self.file)
+    def __init__(self, fd: int, offset: int, size: int):
+        self.reader, _ = decompressed(_Section(fd, 0, os.fstat(fd).st_size))
         self.left = size
         skip = offset
         while skip:
@@ -78,13 +83,13 @@ class _Stream:
         return b"".join(out)
 
     def close(self) -> None:
-        self.file.close()
+        pass
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        pass
 
 
 class TarBlobs:
@@ -93,7 +98,6 @@ class TarBlobs:
     def __init__(self, ref: Reference):
         path = ref.location
         self.name = ref.raw
-        self.path = path
         if not os.path.lexists(path):
             raise SourceError(f"{ref.raw}: no such file {path!r}")
         if os.path.isdir(path):
@@ -102,6 +106,10 @@ class TarBlobs:
         self.fd = self.file.fileno()
         # member name -> ("file", offset, size) | ("symlink", target) | ("dir",)
         self.members: dict[str, tuple] = {}
+        # A compressed archive's small members (manifests, configs: what is read whole), kept
+        # from the index scan by data offset: reading one again would inflate the archive
+        # from its start (`docker save` puts manifest.json last).
+        self._kept: dict[int, bytes] = {}
         try:
             self._index()
         except SourceError:
@@ -115,15 +123,11 @@ class TarBlobs:
             raise SourceError(f"{ref.raw}: {path!r} cannot be read ({short_error(exc)})") from None
 
     def _index(self) -> None:
-        stream = open_regular(self.path, self.name)
-        try:
-            reader, self.compression = decompressed(stream)
-            if self.compression == "tar":
-                self._scan(self._plain_reader())
-            else:
-                self._scan(tarstream.TarReader(lambda: reader.read(1 << 20)))
-        finally:
-            stream.close()
+        reader, self.compression = decompressed(_Section(self.fd, 0, os.fstat(self.fd).st_size))
+        if self.compression == "tar":
+            self._scan(self._plain_reader())
+        else:
+            self._scan(tarstream.TarReader(lambda: reader.read(1 << 20)), keep=True)
 
     def _plain_reader(self) -> tarstream.TarReader:
         size = os.fstat(self.fd).st_size
@@ -143,12 +147,9 @@ class TarBlobs:
 
         return tarstream.TarReader(chunk, seek)
 
-    def _scan(self, tar: tarstream.TarReader) -> None:
-        try:
-            limit = Limits.from_env().image_bytes
-        except ValueError as exc:
-            raise SourceError(str(exc)) from None
-        count = 0
+    def _scan(self, tar: tarstream.TarReader, keep: bool = False) -> None:
+        limit = reader_limits().image_bytes
+        count = kept = 0
         while (hdr := tar.next()) is not None:
             count += 1
             if count > MAX_ARCHIVE_MEMBERS:
@@ -158,6 +159,11 @@ class TarBlobs:
                 raise SourceError(f"{self.name}: the archive inflates to more than {human(limit)} "
                                   "(DHI_MAX_IMAGE_BYTES)")
             self._add(hdr, tar.offset)
+            if keep and hdr.type in (tarstream.REG, tarstream.REGA) and hdr.size <= KEEP_MEMBER_BYTES \
+                    and kept + hdr.size <= KEEP_TOTAL_BYTES:
+                offset = tar.offset  # where the data starts (read_data moves it)
+                self._kept[offset] = tar.read_data(KEEP_MEMBER_BYTES)
+                kept += hdr.size
 
     def _add(self, hdr: tarstream.TarHeader, offset: int) -> None:
         name = docker_path(hdr.name).lstrip("/")
@@ -217,7 +223,9 @@ class TarBlobs:
         _, offset, size = self._member(name)
         if self.compression == "tar":
             return _Section(self.fd, offset, size)
-        return _Stream(self.path, self.name, offset, size)
+        if offset in self._kept:
+            return io.BytesIO(self._kept[offset])
+        return _Stream(self.fd, offset, size)
 
     def size(self, name: str) -> int:
         return self._member(name)[2]
@@ -250,9 +258,6 @@ class DirBlobs:
 
     def exists(self, name: str) -> bool:
         return os.path.lexists(self._path(name))
-
-    def size(self, name: str) -> int:
-        return os.path.getsize(self._path(name))
 
     def open(self, name: str) -> IO[bytes]:
         return open_regular(self._path(name), f"oci:{self.name}: {name}")

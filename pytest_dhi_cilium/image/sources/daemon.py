@@ -50,7 +50,11 @@ class DaemonSource(ImageSource):
                     ) from None
                 self.image = self._pull(name)
         except docker.errors.APIError as exc:
+            self.client.close()
             raise SourceError(f"{ref.raw}: Docker engine error: {short_error(exc)}") from None
+        except BaseException:
+            self.client.close()
+            raise
         self._tmp: str | None = None
         self._archive: DockerArchiveSource | None = None
 

@@ -2,7 +2,7 @@
 the OCI distribution API, every platform of it, with no daemon and nothing written to disk.
 
 The protocol (the WWW-Authenticate challenge, the Bearer token flow with a ``pull`` scope, Basic,
-manifests, streamed blobs) is python-dxf's; the credentials are the Docker config's, looked up by
+redirects) is python-dxf's, through its authenticated request; the credentials are the Docker config's, looked up by
 the docker SDK (``auths``, ``credsStore``, ``credHelpers``, ``DOCKER_CONFIG``) exactly as
 ``docker pull`` would. This module only decides what to ask for and checks what comes back:
 every JSON document (index, manifest, config) is hashed against the digest it was asked by
@@ -17,19 +17,19 @@ is read by digest; the plugin resolves a tag once per run and reads every tier b
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import io
 import ipaddress
 import os
 import re
 import warnings
-from typing import IO, Iterable, Iterator
+from typing import IO, Iterable
 
 from ..config import OCI_INDEX_SCHEMA, OCI_MANIFEST_SCHEMA
 from ..reference import DOCKER_HUB, Reference, split_registry_name
-from .base import (ATTESTATION_ANNOTATION, DIGEST, INDEX_TYPES, MAX_JSON_BYTES, ImageSource, LayerBlob,
-                   Platform, RawImage, SourceError, decode_config, decode_document, diff_ids_of,
-                   platform_of, short_error, verify_document)
+from .base import (DIGEST, INDEX_TYPES, MAX_JSON_BYTES, IndexedSource, LayerBlob, RawImage, SourceError,
+                   decode_config, decode_document, diff_ids_of, index_targets, platform_of, read_limited,
+                   sha256_digest, short_error, verify_document)
 
 # What a manifest or index says it is, read before knowing which of the two it is.
 _VERSIONED = ("struct", "Versioned", "specs.Versioned", {"schemaVersion": "int", "mediaType": "string"})
@@ -37,10 +37,12 @@ MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+# What a manifest GET accepts (python-dxf's list: schema 1 too, so that it is named when refused).
+MANIFEST_ACCEPT = ", ".join(("application/vnd.docker.distribution.manifest.v1+json",) + MANIFEST_TYPES
+                            + INDEX_TYPES)
 DOCKER_HUB_API = "registry-1.docker.io"
 TIMEOUT = 60  # seconds per request (a blob's read timeout is per chunk, not for the whole blob)
 CHUNK = 1 << 20
-MAX_NESTING = 4
 
 
 def is_loopback(host: str) -> bool:
@@ -67,7 +69,7 @@ def pinned(ref: Reference, digest: str) -> Reference:
     return Reference(ref.raw, ref.transport, location, ref.selector)
 
 
-class RegistrySource(ImageSource):
+class RegistrySource(IndexedSource):
     def __init__(self, ref: Reference, insecure: Iterable[str] = ()):
         self.ref = ref
         self.host, self.repo, self.tag, self.asked_digest = split_registry_name(ref.location)
@@ -76,21 +78,23 @@ class RegistrySource(ImageSource):
         self._credentials = _Credentials(self.host)
         self._client = None
         self._cache: dict[str, RawImage] = {}
-        self._single: tuple[bytes, str] | None = None  # the tag's manifest, when it is not an index
-        # (descriptor, platform or None when the descriptor has none) per image manifest
-        self._entries: list[tuple[dict, Platform | None]] = []
         try:
             self._client = self._connect(self.host in set(insecure) or is_loopback(self.host))
-            data, media_type, self.digest = self._manifest(self.asked_digest or self.tag)
-            self.index_digest = self.digest if media_type in INDEX_TYPES else ""
-            if self.index_digest:
-                self._entries = self._index_entries(data, self.digest, set(), 0)
-            else:
-                self._single = (data, media_type)
-                self._entries = [({"digest": self.digest, "mediaType": media_type, "size": len(data)}, None)]
+            # One GET: the digest the reference resolves to (all a pin or a moved-tag check needs).
+            self._top = self._manifest(self.asked_digest or self.tag)  # bytes, media type, digest
+            self.digest = self._top[2]
+            self.index_digest = self.digest if self._top[1] in INDEX_TYPES else ""
         except BaseException:
             self.close()
             raise
+
+    @functools.cached_property
+    def targets(self) -> list[tuple[dict, list[str]]]:
+        """The image manifests, listed when first asked for (nested indexes fetched then)."""
+        data, media_type, digest = self._top
+        if not self.index_digest:
+            return [({"digest": digest, "mediaType": media_type, "size": len(data)}, [])]
+        return index_targets(self._index(data, digest), self._nested_index, self.ref.raw, f"the index {digest}")
 
     # -- talking to the registry ----------------------------------------------------------------
 
@@ -157,8 +161,6 @@ class RegistrySource(ImageSource):
                                "address, the port and your network")
         if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
             return SourceError(self._http_error(what, exc.response))
-        if isinstance(exc, dxf.exceptions.DXFDigestMismatchError):
-            return SourceError(f"{raw}: {what} from {host} does not match its digest ({exc})")
         return SourceError(f"{raw}: reading {what} from {host} failed ({short_error(exc)})")
 
     def _http_error(self, what: str, response) -> str:
@@ -181,10 +183,8 @@ class RegistrySource(ImageSource):
     def _manifest(self, alias: str, expect: dict | None = None) -> tuple[bytes, str, str]:
         """A manifest or index by tag or digest: its bytes, media type and verified digest."""
         what = f"manifest {alias}"
-        _, response = self._talk(what, self._client.get_manifest_and_response, alias)
-        data = response.content
-        if len(data) > MAX_JSON_BYTES:
-            raise SourceError(f"{self.ref.raw}: {what} is {len(data)} bytes, too big for a manifest")
+        stream, response = self._get(what, "manifests/" + alias, Accept=MANIFEST_ACCEPT)
+        data = read_limited(stream, f"{self.ref.raw}: {what} from {self.host}")
         doc = decode_document(data, _VERSIONED, f"{self.ref.raw}: {what}")
         media_type = doc.get("mediaType") or response.headers.get("Content-Type", "").split(";")[0].strip()
         if media_type not in INDEX_TYPES + MANIFEST_TYPES:  # before the digest: schema 1 signs its own
@@ -193,66 +193,26 @@ class RegistrySource(ImageSource):
                 f"{self.ref.raw}: the registry {self.host} serves {served} as "
                 f"{media_type or 'a document without a media type'}, which this plugin does not read "
                 "(it reads OCI image indexes and manifests, Docker manifest lists and schema 2 manifests)")
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         claimed = alias if DIGEST.match(alias) else response.headers.get("Docker-Content-Digest", "")
         if claimed or expect:
             verify_document(data, claimed or digest, (expect or {}).get("size"),
                             f"{self.ref.raw}: {what} from {self.host}")
         return data, media_type, digest
 
-    def _index_entries(self, data: bytes, digest: str, seen: set[str], depth: int) -> list:
-        if depth > MAX_NESTING:
-            raise SourceError(f"{self.ref.raw}: image indexes nested too deep")
-        entries = []
-        for desc in decode_document(data, OCI_INDEX_SCHEMA, f"{self.ref.raw}: index {digest}").get("manifests") or []:
-            if not isinstance(desc, dict) or not DIGEST.match(str(desc.get("digest", ""))):
-                raise SourceError(f"{self.ref.raw}: index {digest} has a manifest descriptor "
-                                  "without a sha256 digest")
-            if desc["digest"] in seen:
-                continue  # the same manifest listed twice is one image
-            seen.add(desc["digest"])
-            if (desc.get("annotations") or {}).get(ATTESTATION_ANNOTATION) == "attestation-manifest":
-                continue
-            if desc.get("mediaType") in INDEX_TYPES:
-                nested, _, _ = self._manifest(desc["digest"], desc)
-                entries += self._index_entries(nested, desc["digest"], seen, depth + 1)
-                continue
-            p = desc.get("platform") or None
-            platform = Platform(str(p.get("os", "")), str(p.get("architecture", "")),
-                                str(p.get("variant", ""))) if isinstance(p, dict) else None
-            if platform is None or not platform.is_attestation:
-                entries.append((desc, platform))
-        return entries
+    def _index(self, data: bytes, digest: str) -> dict:
+        return decode_document(data, OCI_INDEX_SCHEMA, f"{self.ref.raw}: index {digest}")
 
-    def _platform(self, entry: tuple[dict, Platform | None]) -> Platform:
-        desc, platform = entry
-        return platform if platform is not None else self._read(desc).platform
+    def _nested_index(self, desc: dict) -> dict:
+        data, _, _ = self._manifest(desc["digest"], desc)
+        return self._index(data, desc["digest"])
 
-    def platforms(self) -> list[Platform]:
-        return [p for p in map(self._platform, self._entries) if not p.is_attestation]
-
-    def read(self, platform: Platform | None = None) -> RawImage:
-        candidates = [(e, self._platform(e)) for e in self._entries]
-        candidates = [(e, p) for e, p in candidates if not p.is_attestation]
-        if platform is not None:
-            candidates = [(e, p) for e, p in candidates if p.matches(platform)]
-        if not candidates:
-            raise SourceError(f"{self.ref.raw}: no manifest for platform {platform} in {self.digest}")
-        if platform is None and len(candidates) > 1:
-            listed = ", ".join(str(p) for _, p in candidates)
-            raise SourceError(f"{self.ref.raw}: several platforms ({listed}); pick one")
-        return self._read(candidates[0][0][0])
-
-    def _read(self, desc: dict) -> RawImage:
+    def _read_target(self, desc: dict, names: list[str]) -> RawImage:
+        """One image manifest; the names it goes by are the tag (a registry's ref.name
+        annotations, if any, are not)."""
         digest = desc["digest"]
-        if digest not in self._cache:
-            self._cache[digest] = self._read_manifest(desc)
-        return self._cache[digest]
-
-    def _read_manifest(self, desc: dict) -> RawImage:
-        digest = desc["digest"]
-        if self._single is not None and digest == self.digest:
-            data, media_type = self._single
+        if digest == self.digest:  # the tag's own document (an image manifest, or refused below)
+            data, media_type, _ = self._top
         else:
             data, media_type, _ = self._manifest(digest, desc)
         if media_type not in MANIFEST_TYPES:
@@ -270,8 +230,7 @@ class RegistrySource(ImageSource):
             if not DIGEST.match(blob) or not isinstance(layer.get("size"), int):
                 raise SourceError(f"{self.ref.raw}: manifest {digest} has a layer descriptor without "
                                   "a sha256 digest and a size")
-            layers.append(LayerBlob(diff_id, (lambda b=blob: self._open_blob(b)),
-                                    layer["size"], str(layer.get("mediaType", "")), blob))
+            layers.append(LayerBlob(diff_id, (lambda b=blob: self._open_blob(b)), layer["size"], blob))
         names = [f"{self.host}/{self.repo}:{self.tag}"] if self.tag else []
         return RawImage(config, config_digest, digest, platform_of(config), layers, names, config_bytes,
                         verified={"manifest": digest, "config": config_digest})
@@ -283,20 +242,23 @@ class RegistrySource(ImageSource):
             raise SourceError(f"{self.ref.raw}: refusing malformed {what} digest {digest!r}")
         if isinstance(size, int) and size > MAX_JSON_BYTES:
             raise SourceError(f"{self.ref.raw}: {what} {digest} is {size} bytes, too big for JSON")
-        data = bytearray()
-        with self._open_blob(digest) as stream:
-            while chunk := stream.read(CHUNK):
-                data += chunk
-                if len(data) > MAX_JSON_BYTES:
-                    raise SourceError(f"{self.ref.raw}: {what} {digest} is too big for JSON")
-        return verify_document(bytes(data), digest, size if isinstance(size, int) else None,
-                               f"{self.ref.raw}: {what} {digest} from {self.host}")
+        what = f"{self.ref.raw}: {what} {digest} from {self.host}"
+        return verify_document(read_limited(self._open_blob(digest), what), digest,
+                               size if isinstance(size, int) else None, what)
 
     def _open_blob(self, digest: str) -> IO[bytes]:
-        """The blob's bytes as stored, streamed from the registry as they are read (verified
-        by whoever reads them: verify_document, or model.build_image for layers)."""
-        chunks = self._talk(f"blob {digest}", self._client.pull_blob, digest, chunk_size=CHUNK)
-        return _ChunkStream(iter(chunks), lambda exc: self._error(f"blob {digest}", exc))
+        """The blob's bytes as stored, streamed from the registry as they are read and hashed
+        once, by whoever reads them: verify_document, or model.build_image for layers (so an
+        altered layer is reported like any transport's) — not dxf's pull_blob, which hashes
+        again."""
+        return self._get(f"blob {digest}", "blobs/" + digest)[0]
+
+    def _get(self, what: str, path: str, **headers: str) -> tuple[IO[bytes], object]:
+        """GET a path of the repository through dxf's authenticated request (its 401 challenge
+        answered, redirects followed), streamed: the body as a file that reads the response as
+        it arrives (nothing is held beyond what is read) and closes it, and the response."""
+        response = self._talk(what, self._client._request, "get", path, stream=True, headers=headers)
+        return io.BufferedReader(_ChunkStream(response, lambda exc: self._error(what, exc)), CHUNK), response
 
     def close(self) -> None:
         if self._client is not None:
@@ -306,13 +268,20 @@ class RegistrySource(ImageSource):
 
 
 class _ChunkStream(io.RawIOBase):
-    """A file-like view of an iterator of byte chunks (an HTTP response body), read in place."""
+    """A file-like view of a streamed HTTP response body, read in place; closing it closes
+    the response (its connection goes back to the session's pool, or is dropped mid-body)."""
 
-    def __init__(self, chunks: Iterator[bytes], error):
+    def __init__(self, response, error):
         super().__init__()
-        self._chunks = chunks
+        self._response = response
+        self._chunks = response.iter_content(CHUNK)
         self._error = error
         self._view = memoryview(b"")
+
+    def close(self) -> None:
+        if not self.closed:
+            self._response.close()
+        super().close()
 
     def readable(self) -> bool:
         return True
@@ -325,7 +294,7 @@ class _ChunkStream(io.RawIOBase):
                 return 0
             except SourceError:
                 raise
-            except Exception as exc:  # connection dropped, dxf's own digest check
+            except Exception as exc:  # connection dropped, read timed out
                 raise self._error(exc) from None
         n = min(len(buffer), len(self._view))
         buffer[:n] = self._view[:n]
