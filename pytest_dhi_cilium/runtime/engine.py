@@ -222,7 +222,8 @@ class Engine:
                 if not result.start_error:
                     self._finish(container, result, started, timeout)
                 # The engine's own clock: how long the process ran, not how long the batch took.
-                result.seconds = _ran_for(container) or time.monotonic() - started
+                ran = _ran_for(container)  # 0.0 is a real record (exited at once); None is none
+                result.seconds = ran if ran is not None else time.monotonic() - started
             return [result for _, result, _ in begun]
         finally:
             for container, _, _ in begun:
