@@ -128,13 +128,10 @@ def fake_operator_variant(tmp_path_factory):
 def real_operator(docker_client, tmp_path_factory):
     """The real operator named by DHI_TEST_OPERATOR / DHI_TEST_OPERATOR_IMAGE, else a skip
     saying how to name one (tests/real_operator.py)."""
-    import subprocess
-
     import real_operator as ro
 
     binary, origin = ro.real_binary(docker_client, tmp_path_factory.mktemp("real-operator"))
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60).stdout
-    return ro.Operator("real", binary, ro.printed_version(out), origin)
+    return ro.Operator("real", binary, ro.version_of(binary), origin)
 
 
 @pytest.fixture
