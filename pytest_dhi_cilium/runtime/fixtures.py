@@ -122,19 +122,17 @@ def dhi_restricted_run(dhi_engine, dhi_runnable, dhi_settings, dhi_user) -> RunR
 
 
 @pytest.fixture(scope="session")
-def dhi_shell_runs(dhi_engine, dhi_runnable, dhi_settings, dhi_image) -> list[tuple[str, RunResult]]:
-    """Every shell probe (fixed candidates, then each shell provider through the names that
-    select a shell), started side by side: the batch takes one --dhi-timeout at most."""
-    from ..checks.image import shell_providers
+def dhi_shell_runs(dhi_engine, dhi_runnable, dhi_settings, dhi_shell_providers) -> list[tuple]:
+    """Every shell probe (fixed candidates, then each shell provider the image tier found,
+    through the names that select a shell) with its run, as (ShellProbe, RunResult) pairs; all
+    started side by side: the batch takes one --dhi-timeout at most."""
     from ..checks.runtime import shell_probes
 
-    probes = shell_probes(shell_providers(dhi_image))
+    probes = shell_probes(dhi_shell_providers)
     specs = [RunSpec(args=p.args, entrypoint=p.entrypoint) for p in probes]
-    try:
+    with _as_setup_error():
         runs = dhi_engine.run_all(dhi_runnable.image, specs, dhi_settings.timeout)
-    except SourceError as exc:
-        raise SetupError(f"runtime tier: {exc}") from None
-    return [(p.label, run) for p, run in zip(probes, runs)]
+    return list(zip(probes, runs))
 
 
 @pytest.fixture(scope="session")
