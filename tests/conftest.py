@@ -77,10 +77,12 @@ def auth_registry():
 @pytest.fixture
 def our_containers(docker_client):
     """Containers the runtime engine created (its label) from one image, existing right now.
-    Filtered by image so that another run on the same engine cannot disturb the test."""
+    Filtered by image so that another run on the same engine cannot disturb the test; sparse
+    (the listing itself, no inspect per container), so one removed meanwhile is no error."""
+    from pytest_dhi_cilium.runtime.engine import LABEL
+
     def listing(image):
-        return docker_client.containers.list(
-            all=True, filters={"label": "org.pytest-dhi-cilium.session", "ancestor": image})
+        return docker_client.containers.list(all=True, sparse=True, filters={"label": LABEL, "ancestor": image})
     return listing
 
 
