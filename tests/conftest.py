@@ -137,6 +137,15 @@ def real_operator(docker_client, tmp_path_factory):
 
 
 @pytest.fixture
+def archive(tmp_path):
+    """Write a spec as a docker-archive in the test's directory; returns its --dhi-image."""
+    def write(spec: imagekit.ImageSpec, name: str = "img",
+              tags=("example/dhi-cilium-operator-generic:1.18.3",)) -> str:
+        return f"docker-archive:{imagekit.write_docker_archive(tmp_path / f'{name}.tar', spec, list(tags))}"
+    return write
+
+
+@pytest.fixture
 def run_suite(pytester):
     """Run the plugin on images in a clean directory; returns (result, report JSON)."""
 
