@@ -293,3 +293,38 @@ def test_every_container_is_killed_at_the_timeout_and_its_output_capped(docker_c
     assert yes.describe() == "`/bin/yes` still running after 3s: killed"
     assert alone.timed_out and 0 < len(alone.stdout) <= LOG_CAP + 100 and alone.stdout.startswith("y\n")
     assert docker_client.containers.list(all=True, filters={"ancestor": ref}) == []
+
+
+def test_a_watch_reads_each_log_line_once_and_misses_none(loaded_images, tmp_path):
+    """What BootWatch polls with: each look returns only the lines logged since the last one, and
+    no line is lost — not between looks, not when one look stops at the 1 MiB cap mid-line."""
+    from pytest_dhi_cilium.runtime.engine import LOG_CAP, Engine, RunSpec
+
+    spec = ik.ImageSpec(layers=[[ik.directory("bin"), ik.host_file("bin/busybox", ik.BUSYBOX)]],
+                        entrypoint=["/bin/busybox"], labels={"session": TEST_REPO, "test": "new-logs"})
+    ref = loaded_images(spec, "new-logs:1", tmp_path)
+    pad = "x" * 100
+    # 1.5 MiB at once (more than one look reads), then 600 lines on both streams, in bursts.
+    script = (f"i=0; while [ $i -lt 12000 ]; do echo burst$i-{pad}; i=$((i+1)); done; "
+              "i=0; while [ $i -lt 300 ]; do echo out$i; echo err$i >&2; i=$((i+1)); "
+              "[ $((i % 30)) = 0 ] && busybox usleep 50000; done; echo done; sleep 60")
+    looks, since = [], [None]
+
+    def observe(container, elapsed):
+        text, since[0] = engine.new_logs(container, since[0])
+        looks.append(text)
+        time.sleep(0.02)
+        return "done" not in text.splitlines()
+
+    engine = Engine()
+    try:
+        engine.run(ref, RunSpec(entrypoint=("/bin/busybox",), args=("sh", "-c", script)), 60, observe=observe)
+    finally:
+        engine.close()
+    lines = [line for text in looks for line in text.splitlines()]
+    want = ({f"burst{i}-{pad}" for i in range(12000)} | {f"out{i}" for i in range(300)}
+            | {f"err{i}" for i in range(300)} | {"done"})
+    assert want - set(lines) == set(), f"{len(want - set(lines))} line(s) never seen"
+    assert set(lines) <= want, "a line came back cut or garbled"
+    assert max(len(text) for text in looks) <= LOG_CAP
+    assert len(lines) < 1.5 * len(want)  # lines come back only when the look before read them too
