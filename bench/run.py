@@ -180,9 +180,10 @@ def measure(launcher: Path, argv: list[str], cwd: Path, env: dict, log: Path,
 
 
 def build_cases(images: dict[str, BenchImage], cst: str | None, cst_cfg: dict[str, Path],
-                settle: float, kind_installed: bool, extras: dict[str, BenchImage] = {}) -> list[Case]:
+                settle: float, kind_installed: bool, extras: dict[str, BenchImage] | None = None) -> list[Case]:
     py = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
     no_kind = ["-p", "no:pytest-kind"]
+    extras = extras or {}
     cases = [Case("pytest-empty", "empty pytest run (`--co`)", None, py + ["--co", "-q"],
                   "no tests collected", expect_rc=5)]
     if kind_installed:
@@ -441,7 +442,8 @@ def machine_info(client, cst: str | None) -> dict:
 
 
 def render(cases: list[Case], images: dict[str, BenchImage], info: dict, args, command: str,
-           extras: dict[str, BenchImage] = {}) -> str:
+           extras: dict[str, BenchImage] | None = None) -> str:
+    extras = extras or {}
     by = {c.id: c for c in cases}
 
     def med(key: str, size: str | None, what: str = "wall") -> float | None:
@@ -627,7 +629,8 @@ def main() -> int:
                         help="GB of zeros in the gzip bomb layer (default 5; 0: no such case)")
     parser.add_argument("--no-registry", action="store_true", help="skip the registry rows (issue 12)")
     parser.add_argument("--only-registry", action="store_true",
-                        help="run only the registry rows and update that section of RESULTS.md")
+                        help="run only the registry rows: RESULTS-registry.md in --out, and their section "
+                             "of bench/RESULTS.md updated (default --out only)")
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
@@ -695,10 +698,12 @@ def main() -> int:
         run_all(build_launcher(out), cases, args.repeats, not args.no_warmup, logs, env, args.seed, args.timeout)
         info = machine_info(client, cst)
         section = render_registry(cases, registry_image, command, args.repeats) if registry_image else ""
+        default_out = out == (BENCH / "results").resolve()
         if args.only_registry:
             (out / "RESULTS-registry.md").write_text(section)
-            results = BENCH / "RESULTS.md"
-            results.write_text(splice_section(results.read_text() if results.exists() else "", section))
+            if default_out:  # as a full run copies its table only from the default --out
+                results = BENCH / "RESULTS.md"
+                results.write_text(splice_section(results.read_text() if results.exists() else "", section))
             print("\n" + section)
             return 1 if any(c.errors for c in cases) else 0
         report = render(cases, images, info, args, command, extras) + ("\n" + section if section else "")
@@ -710,7 +715,7 @@ def main() -> int:
             "cases": [{"id": c.id, "label": c.label, "argv": c.argv, "wall_s": c.walls,
                        "peak_rss_bytes": c.rss, "errors": c.errors} for c in cases],
         }, indent=1))
-        if out == (BENCH / "results").resolve():
+        if default_out:
             shutil.copy(out / "RESULTS.md", BENCH / "RESULTS.md")
         print("\n" + report)
         return 1 if any(c.errors for c in cases) else 0

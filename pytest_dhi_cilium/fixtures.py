@@ -77,6 +77,16 @@ def dhi_user(dhi_image: Image):
     return image_user(dhi_image)
 
 
+@pytest.fixture(scope="session")
+def dhi_shell_providers(dhi_image: Image) -> list:
+    """Every shell program of the image with the paths that run it (checks/image.py), found
+    once per image: a walk over the whole merged filesystem that no-shell judges and
+    no-shell-runtime then probes."""
+    from .checks.image import shell_providers
+
+    return shell_providers(dhi_image)
+
+
 @pytest.fixture
 def dhi_record(request: pytest.FixtureRequest) -> Callable[[Verdict], Verdict]:
     """Keep a verdict for the report (and JUnit), then hand it back to be asserted."""

@@ -11,7 +11,7 @@ import pytest
 
 from . import options
 from .fixtures import (dhi_expectations, dhi_image, dhi_record, dhi_settings,  # noqa: F401
-                       dhi_tags, dhi_target, dhi_user)
+                       dhi_shell_providers, dhi_tags, dhi_target, dhi_user)
 from .runtime.fixtures import (dhi_engine, dhi_help_run, dhi_operator_run,  # noqa: F401
                                dhi_reference_runs, dhi_restricted_run, dhi_runnable,
                                dhi_shell_runs, dhi_version_run)

@@ -15,7 +15,6 @@ _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 class ReportBuilder:
     def __init__(self) -> None:
         self.images: dict[str, dict] = {}
-        self._causes: dict[str, set[str]] = {}
 
     def add(self, report) -> None:
         """Fold one phase report (setup/call/teardown) of a suite test into the entry of its
@@ -26,11 +25,10 @@ class ReportBuilder:
             image.update(data["image"])
         error = data.get("setup_error")
         if error:
-            # The check never ran (the image could not be read, no engine, ...): one error for
-            # the image, and the check is listed in not_run.
-            causes = self._causes.setdefault(data["target"], set())
-            if error["cause"] not in causes:  # one per cause: the runtime tier's "no engine"
-                causes.add(error["cause"])    # repeats the image tier's for a daemon reference
+            # The check never ran (the image could not be read, no engine, ...) and is listed in
+            # not_run. The plugin has already turned every repeat of an image's error (same
+            # cause) into a skip, so only the first, failed report adds the sentence.
+            if report.failed:
                 image["errors"].append(error["message"])
             return
         outcome = _outcome(report)

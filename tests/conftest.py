@@ -77,10 +77,12 @@ def auth_registry():
 @pytest.fixture
 def our_containers(docker_client):
     """Containers the runtime engine created (its label) from one image, existing right now.
-    Filtered by image so that another run on the same engine cannot disturb the test."""
+    Filtered by image so that another run on the same engine cannot disturb the test; sparse
+    (the listing itself, no inspect per container), so one removed meanwhile is no error."""
+    from pytest_dhi_cilium.runtime.engine import LABEL
+
     def listing(image):
-        return docker_client.containers.list(
-            all=True, filters={"label": "org.pytest-dhi-cilium.session", "ancestor": image})
+        return docker_client.containers.list(all=True, sparse=True, filters={"label": LABEL, "ancestor": image})
     return listing
 
 
@@ -128,13 +130,19 @@ def fake_operator_variant(tmp_path_factory):
 def real_operator(docker_client, tmp_path_factory):
     """The real operator named by DHI_TEST_OPERATOR / DHI_TEST_OPERATOR_IMAGE, else a skip
     saying how to name one (tests/real_operator.py)."""
-    import subprocess
-
     import real_operator as ro
 
     binary, origin = ro.real_binary(docker_client, tmp_path_factory.mktemp("real-operator"))
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60).stdout
-    return ro.Operator("real", binary, ro.printed_version(out), origin)
+    return ro.Operator("real", binary, ro.version_of(binary), origin)
+
+
+@pytest.fixture
+def archive(tmp_path):
+    """Write a spec as a docker-archive in the test's directory; returns its --dhi-image."""
+    def write(spec: imagekit.ImageSpec, name: str = "img",
+              tags=("example/dhi-cilium-operator-generic:1.18.3",)) -> str:
+        return f"docker-archive:{imagekit.write_docker_archive(tmp_path / f'{name}.tar', spec, list(tags))}"
+    return write
 
 
 @pytest.fixture

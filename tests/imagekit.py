@@ -20,7 +20,7 @@ BUSYBOX = "/bin/busybox"  # Debian's busybox-static: a real static shell for dev
 @dataclass
 class Member:
     name: str  # the raw tar member name (may be hostile on purpose)
-    kind: str = "file"  # file, dir, symlink, hardlink
+    kind: str = "file"  # file, dir, symlink, hardlink; fifo, char00 (mknod c 0 0), dir-opaque (xattr)
     data: bytes = b""
     mode: int = 0o644
     uid: int = 0
@@ -76,20 +76,23 @@ NONROOT_PASSWD = passwd("root:x:0:0:root:/root:/sbin/nologin",
 NONROOT_GROUP = group("root:x:0:", "nonroot:x:65532:")
 
 
+OPAQUE_XATTR = "SCHILY.xattr.trusted.overlay.opaque"  # what overlayfs reads, set by the layer itself
+_TYPES = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
+          "fifo": tarfile.FIFOTYPE, "char00": tarfile.CHRTYPE}
+
+
 def layer_tar(members: list[Member]) -> bytes:
+    """A layer tar, names exactly as given (hostile ones included)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for m in members:
             info = tarfile.TarInfo(m.name)
             info.mode, info.uid, info.gid, info.mtime = m.mode, m.uid, m.gid, 1700000000
-            if m.kind == "dir":
-                info.type = tarfile.DIRTYPE
+            if m.kind == "dir-opaque":
+                info.type, info.pax_headers = tarfile.DIRTYPE, {OPAQUE_XATTR: "y"}
                 tar.addfile(info)
-            elif m.kind == "symlink":
-                info.type, info.linkname = tarfile.SYMTYPE, m.link
-                tar.addfile(info)
-            elif m.kind == "hardlink":
-                info.type, info.linkname = tarfile.LNKTYPE, m.link
+            elif m.kind in _TYPES:
+                info.type, info.linkname = _TYPES[m.kind], m.link
                 tar.addfile(info)
             else:
                 info.size = len(m.data)
@@ -101,20 +104,23 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-_DIGESTS: dict[Path, str] = {}
+_DIGESTS: dict[tuple[Path, int, int], str] = {}
 
 
 def layer_digest(blob: bytes | Path) -> str:
-    """A layer's diff_id: of the bytes, or streamed from a tar file (hashed once per path)."""
+    """A layer's diff_id: of the bytes, or streamed from a tar file (hashed once per version of
+    the file: a file rewritten at the same path is hashed again)."""
     if not isinstance(blob, Path):
         return sha256(blob)
-    if blob not in _DIGESTS:
+    stat = blob.stat()
+    key = (blob.resolve(), stat.st_mtime_ns, stat.st_size)
+    if key not in _DIGESTS:
         h = hashlib.sha256()
         with open(blob, "rb") as data:
             for chunk in iter(lambda: data.read(1 << 20), b""):
                 h.update(chunk)
-        _DIGESTS[blob] = "sha256:" + h.hexdigest()
-    return _DIGESTS[blob]
+        _DIGESTS[key] = "sha256:" + h.hexdigest()
+    return _DIGESTS[key]
 
 
 def merged_view(*layers, limits=None):
@@ -181,25 +187,13 @@ def write_docker_archive_images(path: str | os.PathLike, images: list[tuple[Imag
                                 extra_members: list[Member] = ()) -> Path:
     """Several images in one `docker save` archive (select one as docker-archive:PATH:NAME:TAG),
     layers they share stored once; a layer given as a tar file is streamed from disk."""
-    manifest, written = [], set()
-    with tarfile.open(path, "w") as tar:
+    def built():
         for spec, tags in images:
             blobs = spec.layer_blobs()
-            config = spec.config(blobs)
-            layer_names = []
-            for blob in blobs:
-                name = f"{layer_digest(blob).split(':')[1]}/layer.tar"
-                if name not in written:
-                    if isinstance(blob, Path):
-                        tar.add(blob, arcname=name)
-                    else:
-                        _add(tar, name, blob)
-                    written.add(name)
-                layer_names.append(name)
-            config_name = hashlib.sha256(config).hexdigest() + ".json"
-            _add(tar, config_name, config)
-            manifest.append({"Config": config_name, "RepoTags": tags, "Layers": layer_names})
-        _add(tar, "manifest.json", json.dumps(manifest).encode())
+            yield spec.config(blobs), blobs, tags
+
+    with tarfile.open(path, "w") as tar:
+        _docker_save(tar, built())
         for m in extra_members:
             _add(tar, m.name, m.data)
     return Path(path)
@@ -209,24 +203,36 @@ def raw_docker_archive(images: list[tuple[bytes, list[bytes], list[str] | None]]
     """A docker-archive from exact bytes: (config, stored layer blobs, RepoTags) per image;
     blobs shared between images are written once. For tampered and multi-image archives."""
     buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _docker_save(tar, images)
+    return buf.getvalue()
+
+
+def _docker_save(tar: tarfile.TarFile, images) -> None:
+    """The `docker save` layout into ``tar``: per image (config bytes, layers as bytes or tar
+    files on disk, RepoTags); a layer or config two images share is written once, manifest.json
+    last. Layers are named by the digest of their bytes as given."""
     written: set[str] = set()
     manifest = []
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        def put(name: str, data: bytes) -> None:
-            if name not in written:
-                written.add(name)
-                _add(tar, name, data)
 
-        for config, blobs, tags in images:
-            names = []
-            for blob in blobs:
-                names.append(f"{hashlib.sha256(blob).hexdigest()}/layer.tar")
-                put(names[-1], blob)
-            config_name = hashlib.sha256(config).hexdigest() + ".json"
-            put(config_name, config)
-            manifest.append({"Config": config_name, "RepoTags": tags, "Layers": names})
-        put("manifest.json", json.dumps(manifest).encode())
-    return buf.getvalue()
+    def put(name: str, data: bytes | Path) -> None:
+        if name in written:
+            return
+        written.add(name)
+        if isinstance(data, Path):
+            tar.add(data, arcname=name)
+        else:
+            _add(tar, name, data)
+
+    for config, blobs, tags in images:
+        names = []
+        for blob in blobs:
+            names.append(f"{layer_digest(blob).split(':')[1]}/layer.tar")
+            put(names[-1], blob)
+        config_name = hashlib.sha256(config).hexdigest() + ".json"
+        put(config_name, config)
+        manifest.append({"Config": config_name, "RepoTags": tags, "Layers": names})
+    put("manifest.json", json.dumps(manifest).encode())
 
 
 def image_id(spec: ImageSpec) -> str:

@@ -11,10 +11,7 @@ Without either, those tests skip saying so (they must: CI cannot obtain a real o
 
 from __future__ import annotations
 
-import io
 import os
-import re
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +21,6 @@ HOW = ("needs a real operator: DHI_TEST_OPERATOR=/path/to/cilium-operator-generi
        "DHI_TEST_OPERATOR_IMAGE=quay.io/cilium/operator-generic:v1.17.5 (a real image), e.g. "
        "`DHI_TEST_OPERATOR=/path/to/cilium-operator-generic pytest tests/test_operator_contract.py "
        "tests/test_real_layouts.py`")
-VERSION = re.compile(r"^Cilium-Operator (\d+\.\d+\.\d+\S*) ", re.M)
 # Where upstream, DHI and Chainguard images keep the binary (REFERENCE.md).
 IMAGE_PATHS = ("/usr/bin/cilium-operator-generic", "/usr/local/bin/cilium-operator-generic")
 
@@ -40,10 +36,6 @@ class Operator:
     def minor(self) -> tuple[int, int]:
         major, minor = self.version.split(".")[:2]
         return int(major), int(minor)
-
-
-def configured() -> bool:
-    return bool(os.environ.get("DHI_TEST_OPERATOR") or os.environ.get("DHI_TEST_OPERATOR_IMAGE"))
 
 
 def real_binary(docker_client, workdir: Path) -> tuple[Path, str]:
@@ -63,6 +55,8 @@ def real_binary(docker_client, workdir: Path) -> tuple[Path, str]:
 def _binary_from_image(docker_client, ref: str, workdir: Path) -> Path:
     import docker.errors
 
+    from pytest_dhi_cilium.runtime.engine import read_container_file
+
     try:
         image = docker_client.images.get(ref)
     except docker.errors.ImageNotFound:
@@ -72,7 +66,7 @@ def _binary_from_image(docker_client, ref: str, workdir: Path) -> Path:
     container = docker_client.containers.create(image.id, command=["--version"])
     try:
         for path in candidates:
-            data = _read(container, path)
+            data = read_container_file(container, path)
             if data is not None:
                 target = workdir / "cilium-operator-generic"
                 target.write_bytes(data)
@@ -83,37 +77,24 @@ def _binary_from_image(docker_client, ref: str, workdir: Path) -> Path:
     pytest.fail(f"DHI_TEST_OPERATOR_IMAGE={ref}: no operator binary at {', '.join(candidates)}", pytrace=False)
 
 
-def _read(container, path: str, hops: int = 8) -> bytes | None:
-    """A file's bytes out of a created container, following symlinks."""
-    import docker.errors
+def version_of(binary: Path) -> str:
+    """What ``binary --version`` prints as its version (checks/versions.py reads it the same
+    way from an image under test)."""
+    import subprocess
 
-    try:
-        stream, _ = container.get_archive(path)
-    except docker.errors.NotFound:
-        return None
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        member = tar.next()
-        if member is None:
-            return None
-        if member.issym() and hops:
-            link = member.linkname if member.linkname.startswith("/") else os.path.join(os.path.dirname(path), member.linkname)
-            return _read(container, os.path.normpath(link), hops - 1)
-        handle = tar.extractfile(member) if member.isfile() else None
-        return handle.read() if handle else None
+    from pytest_dhi_cilium.checks.versions import printed_version
 
-
-def printed_version(text: str) -> str:
-    match = VERSION.search(text)
-    if not match:
-        pytest.fail(f"the real operator's --version printed no `Cilium-Operator <version>`: {text[:200]!r}",
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60).stdout
+    version = printed_version(out)
+    if version is None:
+        pytest.fail(f"the real operator's --version printed no `Cilium-Operator <version>`: {out[:200]!r}",
                     pytrace=False)
-    return match.group(1)
+    return version
 
 
-def fake_defines(version: str) -> dict:
-    """Build the fake in the style of a real version: 1.17 (logrus, exit 1) or 1.18+ (slog, 255)."""
-    major, minor = (int(p) for p in version.split(".")[:2])
-    defines = {"FAKE_VERSION": version}
-    if (major, minor) < (1, 18):
+def fake_defines(operator: Operator) -> dict:
+    """Build the fake in the style of a real operator: 1.17 (logrus, exit 1) or 1.18+ (slog, 255)."""
+    defines = {"FAKE_VERSION": operator.version}
+    if operator.minor < (1, 18):
         defines["FAKE_V117"] = None
     return defines

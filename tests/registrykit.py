@@ -24,7 +24,8 @@ def missing_tools() -> list[str]:
     return sorted({package for tool, package in TOOLS.items() if not shutil.which(tool)})
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on (as the kernel just handed it out, then closed)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -45,6 +46,14 @@ class Registry:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20) -> "Registry":
+        """Serve, or raise saying why; a start that fails leaves no process and no directory."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> "Registry":
         config = {"version": 0.1, "log": {"level": "error", "accesslog": {"disabled": True}},
                   "storage": {"filesystem": {"rootdirectory": str(self.root / "storage")},
                               "delete": {"enabled": True}},
@@ -59,13 +68,12 @@ class Registry:
             config["auth"] = {"htpasswd": {"realm": "dhi-test", "path": str(self.root / "htpasswd")}}
         last = ""
         for _ in range(3):  # the free port may be taken between asking and binding: retry
-            self.port = _free_port()
+            self.port = free_port()
             config["http"]["addr"] = self.host
             (self.root / "config.yml").write_text(json.dumps(config))  # JSON is YAML
-            log = open(self.root / "registry.log", "wb")
-            self.process = subprocess.Popen(["docker-registry", "serve", str(self.root / "config.yml")],
-                                            stdout=log, stderr=subprocess.STDOUT)
-            log.close()
+            with open(self.root / "registry.log", "wb") as log:  # the process keeps its own copy
+                self.process = subprocess.Popen(["docker-registry", "serve", str(self.root / "config.yml")],
+                                                stdout=log, stderr=subprocess.STDOUT)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.process.poll() is None:
                 if self.status("/v2/") in (200, 401):
@@ -75,13 +83,10 @@ class Registry:
             self._kill()
         raise RuntimeError(f"docker-registry did not start on 127.0.0.1: {last.strip() or 'no output'}")
 
-    def status(self, path: str, auth: bool = False) -> int:
-        request = urllib.request.Request(f"http://{self.host}{path}")
-        if auth and self.credentials:
-            token = base64.b64encode(":".join(self.credentials).encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
+    def status(self, path: str) -> int:
+        """The HTTP status of an anonymous GET (0: no answer)."""
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:
+            with urllib.request.urlopen(f"http://{self.host}{path}", timeout=2) as response:
                 return response.status
         except urllib.error.HTTPError as exc:
             return exc.code

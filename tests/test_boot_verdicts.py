@@ -1,8 +1,9 @@
 """The operator-starts and runtime-user verdicts over boots as the real operator logs them
 (lines copied from real 1.17.5 and 1.18.10 runs in containers), including the paths no image
-in the other tests takes. Pure: no container runs here."""
+in the other tests takes, and what no-shell-runtime says it probed. Pure: no container runs here."""
 
-from pytest_dhi_cilium.checks.runtime import operator_starts, runtime_user
+import imagekit as ik
+from pytest_dhi_cilium.checks.runtime import no_shell_runtime, operator_starts, runtime_user, shell_probes
 from pytest_dhi_cilium.checks.users import RuntimeUser
 from pytest_dhi_cilium.runtime.boot import BootRun
 from pytest_dhi_cilium.runtime.engine import RunResult
@@ -113,3 +114,26 @@ def test_alive_without_the_api_wait_fails():
 def test_ignored_sigterm_is_said():
     verdict = operator_starts(boot(STDOUT_117, STDERR_117, exit_code=137))
     assert verdict.ok and verdict.message.endswith("ignored SIGTERM: killed (exit 137)")
+
+
+def test_a_shell_provider_at_a_path_with_a_space_is_counted_as_probed(tmp_path, fake_operator):
+    """The probe of a multi-call binary is labelled ``<path> sh``; which of the provider's paths
+    were started is read from the probe, not from its label cut at the first space."""
+    from pytest_dhi_cilium.checks.image import shell_providers
+    from pytest_dhi_cilium.image.model import build_image
+    from pytest_dhi_cilium.image.reference import parse_reference
+    from pytest_dhi_cilium.image.sources import open_source
+
+    spec = ik.dhi_like(fake_operator, extra_layers=[[ik.host_file("opt/my tools/busybox", ik.BUSYBOX),
+                                                     ik.symlink("opt/my tools/ash", "busybox"),
+                                                     ik.symlink("opt/my tools/ls", "busybox")]])
+    ref = parse_reference(f"docker-archive:{ik.write_docker_archive(tmp_path / 'a.tar', spec, ['x/y:1.18.3'])}")
+    with open_source(ref) as source:
+        providers = shell_providers(build_image(ref.raw, source.read()))
+    probes = shell_probes(providers)
+    assert [p.label for p in probes if " " in p.path] == ["/opt/my tools/ash", "/opt/my tools/busybox sh"]
+    refused = RunResult([], 127, start_error="exec: no such file or directory")
+    verdict = no_shell_runtime([(p, refused) for p in probes], RUNTIME, providers)
+    assert verdict.ok, verdict.explain()
+    assert verdict.notes == ("shell provider /opt/my tools/busybox: probed as /opt/my tools/ash, /opt/my tools/busybox "
+                             "sh; its 1 other path(s) (/opt/my tools/ls) run other programs and were not started",)

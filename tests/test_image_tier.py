@@ -12,13 +12,6 @@ ALL_IMAGE_CHECKS = {"no-shell", "no-package-manager", "nonroot-user", "entrypoin
                     "operator-binary", "gops-writable"}
 
 
-@pytest.fixture
-def archive(tmp_path):
-    def write(spec, name="img", tags=("example/dhi-cilium-operator-generic:1.18.3",)):
-        return f"docker-archive:{ik.write_docker_archive(tmp_path / f'{name}.tar', spec, list(tags))}"
-    return write
-
-
 def test_dhi_like_image_passes_everything(run_suite, archive, fake_operator):
     result, report = run_suite(archive(ik.dhi_like(fake_operator)))
     result.assert_outcomes(passed=6)

@@ -10,13 +10,6 @@ import imagekit as ik
 from conftest import check, outcomes
 
 
-@pytest.fixture
-def archive(tmp_path):
-    def write(spec, name="img", tags=("example/dhi-cilium-operator-generic:1.18.3",)):
-        return f"docker-archive:{ik.write_docker_archive(tmp_path / f'{name}.tar', spec, list(tags))}"
-    return write
-
-
 # -- option errors name their source -------------------------------------------------------------
 
 

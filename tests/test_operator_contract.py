@@ -20,8 +20,9 @@ import pytest
 import imagekit as ik
 import real_operator as ro
 from pytest_dhi_cilium import cilium
-from pytest_dhi_cilium.runtime.boot import CHART_ENV, BootRun, BootWatch, boot_spec
-from pytest_dhi_cilium.runtime.engine import Engine, RunResult, RunSpec
+from pytest_dhi_cilium.checks.versions import printed_version
+from pytest_dhi_cilium.runtime.boot import CHART_ENV, boot_spec, watch_boot
+from pytest_dhi_cilium.runtime.engine import Engine, RunSpec
 from pytest_dhi_cilium.settings import BUILTIN_PROFILES, STABLE_HELP_FLAGS
 
 pytestmark = pytest.mark.docker
@@ -55,7 +56,7 @@ def real(real_operator) -> ro.Operator:
 def images(real, fake_operator_variant, loaded_images, tmp_path_factory) -> dict[str, str]:
     """One contract image each: the real operator and the fake built in its style."""
     tmp = tmp_path_factory.mktemp("contract")
-    fake = fake_operator_variant(**ro.fake_defines(real.version))
+    fake = fake_operator_variant(**ro.fake_defines(real))
     return {"real": loaded_images(contract_image(real.binary), f"contract-real:{real.version}", tmp),
             "fake": loaded_images(contract_image(fake), f"contract-fake:{real.version}", tmp)}
 
@@ -120,8 +121,8 @@ def boot(engine: Engine, image: str, watch: float, env=(), user=None, args=(), a
         spec = replace(spec, args=tuple(a for a in spec.args if not a.startswith("--k8s-kubeconfig-path")),
                        files=tuple(f for f in spec.files if f[0] != cilium.KUBECONFIG_PATH))
     spec = replace(spec, environment=spec.environment + tuple(env), user=user, files=spec.files + tuple(files))
-    watched = BootRun(RunResult([], None), watch, cilium.API_SERVER, "/home/gops", "GOPS_CONFIG_DIR=/home/gops")
-    watched.run = run = engine.run(image, spec, watch + 30, observe=BootWatch(engine, watched))
+    watched = watch_boot(engine, image, spec, watch, 30, cilium.API_SERVER, "/home/gops", "GOPS_CONFIG_DIR=/home/gops")
+    run = watched.run
     return Seen(run.exit_code, run.running_at_end, key_lines(run.stdout, only_reasons, also),
                 key_lines(run.stderr, only_reasons, also), watched.api_wait_at is not None,
                 [path for path, _ in watched.gops_files], watched.logs.count(cilium.API_WAIT),
@@ -195,7 +196,7 @@ def test_version_line(engine, images, real):
     assert fake.exit_code == actual.exit_code == 0 and fake.stderr == actual.stderr == ""
     shape = re.compile(r"^Cilium-Operator (\S+) [0-9a-f]{10} \S+ go version go\S+ linux/(amd64|arm64)\n$")
     assert shape.match(actual.stdout) and shape.match(fake.stdout), (actual.stdout, fake.stdout)
-    assert ro.printed_version(fake.stdout) == ro.printed_version(actual.stdout) == real.version
+    assert printed_version(fake.stdout) == printed_version(actual.stdout) == real.version
 
 
 def test_unknown_flag_is_a_usage_error(engine, images):

@@ -171,28 +171,6 @@ class Generator:
         return layers
 
 
-def layer_bytes(members: list[ik.Member]) -> bytes:
-    """Like imagekit.layer_tar, plus FIFOs, 0/0 character devices and directories made opaque
-    by xattr; names as given."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for m in members:
-            info = tarfile.TarInfo(m.name)
-            info.mode, info.uid, info.gid, info.mtime = m.mode, m.uid, m.gid, 1700000000
-            types = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
-                     "fifo": tarfile.FIFOTYPE, "char00": tarfile.CHRTYPE}
-            if m.kind == "dir-opaque":  # the xattr overlayfs reads, set by the layer itself
-                info.type, info.pax_headers = tarfile.DIRTYPE, {_OPAQUE_XATTR: "y"}
-                tar.addfile(info)
-            elif m.kind in types:
-                info.type, info.linkname = types[m.kind], m.link
-                tar.addfile(info)
-            else:
-                info.size = len(m.data)
-                tar.addfile(info, io.BytesIO(m.data))
-    return buf.getvalue()
-
-
 # -- the two sides -------------------------------------------------------------------------------
 
 
@@ -307,7 +285,7 @@ def engine(docker_client):
 def _cases():
     numbers = [int(ONLY)] if ONLY else range(CASES)
     for case in numbers:
-        blobs = [layer_bytes(layer) for layer in Generator(SEED, case).layers()]
+        blobs = [ik.layer_tar(layer) for layer in Generator(SEED, case).layers()]
         yield case, blobs, config_for(blobs, case)
 
 
@@ -317,7 +295,7 @@ def _describe(case: int, blobs: list[bytes]) -> str:
     for i, blob in enumerate(blobs):
         with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
             members = [f"{m.name!r}{'->' + m.linkname if m.linkname else ''} {_TYPE_NAMES.get(m.type, 'reg')}"
-                       f"{' opaque-xattr' if m.pax_headers.get(_OPAQUE_XATTR) else ''} {m.mode:o} {m.uid}:{m.gid}"
+                       f"{' opaque-xattr' if m.pax_headers.get(ik.OPAQUE_XATTR) else ''} {m.mode:o} {m.uid}:{m.gid}"
                        for m in tar]
         lines.append(f"  layer {i + 1}: " + ", ".join(members))
     return "\n".join(lines)
@@ -325,7 +303,6 @@ def _describe(case: int, blobs: list[bytes]) -> str:
 
 _TYPE_NAMES = {tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "sym", tarfile.LNKTYPE: "lnk",
                tarfile.FIFOTYPE: "fifo", tarfile.CHRTYPE: "chr"}
-_OPAQUE_XATTR = "SCHILY.xattr.trusted.overlay.opaque"
 
 
 @pytest.mark.docker

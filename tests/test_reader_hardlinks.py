@@ -18,13 +18,6 @@ from pytest_dhi_cilium.image.layerstream import LayerError
 OPERATOR = "usr/local/bin/cilium-operator-generic"
 
 
-@pytest.fixture
-def archive(tmp_path):
-    def write(spec: ik.ImageSpec) -> str:
-        return f"docker-archive:{ik.write_docker_archive(tmp_path / 'img.tar', spec, ['dhi/links:1.18.3'])}"
-    return write
-
-
 def test_a_mode_0000_link_makes_the_operator_unexecutable(run_suite, archive, fake_operator):
     """The issue's second finding: the reader kept 0755, Docker shows ``----------``."""
     spec = ik.dhi_like(fake_operator)
@@ -96,10 +89,3 @@ def test_a_link_through_a_symlinked_directory_of_the_same_layer():
     fs = ik.merged_view([ik.directory("real"), ik.exe("real/f"), ik.symlink("s", "real"),
                          ik.hardlink("h", "s/f", mode=0o700)])
     assert fs.entry("/h").hardlink and fs.entry("/real/f").mode == 0o700
-
-
-def test_hard_linked_busybox_is_found_under_its_other_name(run_suite, archive, fake_operator):
-    spec = ik.dhi_like(fake_operator, extra_layers=[
-        [ik.host_file("opt/bb", ik.BUSYBOX), ik.hardlink("usr/bin/ash", "opt/bb")]])
-    _, report = run_suite(archive(spec))
-    assert any("/usr/bin/ash" in e and "hard link to /opt/bb" in e for e in check(report, "no-shell")["evidence"])

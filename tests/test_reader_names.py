@@ -21,13 +21,6 @@ from pytest_dhi_cilium.image.layers import docker_path, go_clean
 from pytest_dhi_cilium.image.layerstream import LayerError
 
 
-@pytest.fixture
-def archive(tmp_path):
-    def write(spec: ik.ImageSpec, name: str = "img.tar") -> str:
-        return f"docker-archive:{ik.write_docker_archive(tmp_path / name, spec, ['dhi/names:1.18.3'])}"
-    return write
-
-
 @pytest.mark.parametrize("name, path", [
     ("../../bin/sh", "/bin/sh"), ("/bin/sh", "/bin/sh"), ("a/../../../bin/sh", "/bin/sh"),
     ("./bin//sh", "/bin/sh"), ("/../bin/./sh", "/bin/sh"), ("bin/sh/", "/bin/sh"), ("", "/"),

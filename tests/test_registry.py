@@ -6,7 +6,6 @@ the same registry through the engine under each --dhi-pull."""
 import gzip
 import hashlib
 import json
-import socket
 import struct
 import uuid
 import zlib
@@ -120,12 +119,6 @@ def test_credentials_from_a_credential_helper(images, auth_registry, tmp_path, m
     result.assert_outcomes(passed=6)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("case", ["unknown-repository", "unknown-tag", "no-credentials", "wrong-password",
                                   "unreachable", "tls", "schema1"])
 def test_registry_errors_are_one_sentence(case, images, registry, auth_registry, tmp_path, monkeypatch, run_suite):
@@ -141,7 +134,7 @@ def test_registry_errors_are_one_sentence(case, images, registry, auth_registry,
                                             f"it; run `docker login {auth_registry.host}`"),
         "wrong-password": (images["multi"], f"refused the credentials of dhi-user (from the Docker config) for "
                                             f"{REPO} (HTTP 401 unauthorized); run `docker login {auth_registry.host}` again"),
-        "unreachable": (f"docker://127.0.0.1:{_closed_port()}/op:1",
+        "unreachable": (f"docker://127.0.0.1:{rk.free_port()}/op:1",
                         "cannot reach the registry 127.0.0.1:"),
         # 127.1 is loopback to the resolver but not by name: TLS is required, and this one has none.
         "tls": (f"docker://127.1:{port}/op:good", f"TLS failure talking to the registry 127.1:{port} ([SSL: "

@@ -157,7 +157,8 @@ def test_reference_image_flags_are_compared(loaded_images, run_suite, fake_opera
 
 def test_hanging_help_fails_within_timeout_and_leaves_nothing(loaded_images, run_suite, fake_operator_variant,
                                                               tmp_path, our_containers):
-    ref = loaded_images(ik.dhi_like(fake_operator_variant(FAKE_HANG_ON_HELP=None)), "hang:1.18.3", tmp_path)
+    spec = ik.dhi_like(fake_operator_variant(FAKE_HANG_ON_HELP=None), labels={"session": TEST_REPO})  # ours alone
+    ref = loaded_images(spec, "hang:1.18.3", tmp_path)
     started = time.monotonic()
     result, report = run_suite(ref, args=("--dhi-tier=runtime", "--dhi-timeout=3", "-k", "test_help"))
     assert time.monotonic() - started < 60
@@ -171,7 +172,11 @@ def test_interrupted_run_leaves_no_container(signum, loaded_images, pytester, fa
                                             our_containers):
     """Ctrl-C (SIGINT) or a cancelled CI job (SIGTERM) while a container hangs: the run stops,
     the container is removed, the report is written."""
-    ref = loaded_images(ik.dhi_like(fake_operator_variant(FAKE_HANG_ON_HELP=None)), f"interrupt-{signum.lower()}:1.18.3", tmp_path)
+    # An image id only this run and case have: our_containers finds containers by image, and the
+    # same hanging image may be running at this moment for another test (another xdist worker, or
+    # another test run on this engine) — seen here, it would be signalled before it even started.
+    spec = ik.dhi_like(fake_operator_variant(FAKE_HANG_ON_HELP=None), labels={"session": TEST_REPO, "case": signum})
+    ref = loaded_images(spec, f"interrupt-{signum.lower()}:1.18.3", tmp_path)
     proc = pytester.popen([*pytester._getpytestargs(), f"--dhi-image={ref}", "--dhi-tier=runtime",
                            "--dhi-timeout=300", "-k", "test_help", "-p", "no:cacheprovider",
                            f"--dhi-report={tmp_path}/r.json"],
@@ -245,7 +250,9 @@ def test_busybox_image_probes_each_shell_provider_once(loaded_images, run_suite,
                                                        our_containers):
     """~270 hard links to one busybox: probed as sh, ash and `busybox sh` (plus the fixed
     candidates), never as /bin/yes, /bin/init or any other applet."""
-    ref = loaded_images(ik.busybox_like(fake_operator), "busybox-op:1.18.3", tmp_path)
+    # An image id of its own: the engine names an image by every tag it has, and the same layers
+    # tagged 1.18.3-dev (the next test, or another run on this engine) would make it a dev variant.
+    ref = loaded_images(ik.busybox_like(fake_operator, labels={"session": TEST_REPO}), "busybox-op:1.18.3", tmp_path)
     _, report = runtime_report(run_suite, ref, "-k", "no-shell-runtime")
     shell = check(report, "no-shell-runtime")
     assert shell["outcome"] == "failed"
@@ -273,7 +280,8 @@ def test_every_container_is_killed_at_the_timeout_and_its_output_capped(docker_c
     both killed at the timeout, the runaway's output read only up to the cap."""
     from pytest_dhi_cilium.runtime.engine import LOG_CAP, Engine, RunSpec
 
-    ref = loaded_images(ik.busybox_like(fake_operator), "busybox-runaway:1", tmp_path)
+    spec = ik.busybox_like(fake_operator, labels={"session": TEST_REPO, "test": "runaway"})  # its id alone
+    ref = loaded_images(spec, "busybox-runaway:1", tmp_path)
     engine = Engine()
     try:
         yes, init, echo = engine.run_all(ref, [RunSpec(entrypoint=("/bin/yes",)), RunSpec(entrypoint=("/bin/sleep",), args=("600",)),
@@ -285,3 +293,38 @@ def test_every_container_is_killed_at_the_timeout_and_its_output_capped(docker_c
     assert yes.describe() == "`/bin/yes` still running after 3s: killed"
     assert alone.timed_out and 0 < len(alone.stdout) <= LOG_CAP + 100 and alone.stdout.startswith("y\n")
     assert docker_client.containers.list(all=True, filters={"ancestor": ref}) == []
+
+
+def test_a_watch_reads_each_log_line_once_and_misses_none(loaded_images, tmp_path):
+    """What BootWatch polls with: each look returns only the lines logged since the last one, and
+    no line is lost — not between looks, not when one look stops at the 1 MiB cap mid-line."""
+    from pytest_dhi_cilium.runtime.engine import LOG_CAP, Engine, RunSpec
+
+    spec = ik.ImageSpec(layers=[[ik.directory("bin"), ik.host_file("bin/busybox", ik.BUSYBOX)]],
+                        entrypoint=["/bin/busybox"], labels={"session": TEST_REPO, "test": "new-logs"})
+    ref = loaded_images(spec, "new-logs:1", tmp_path)
+    pad = "x" * 100
+    # 1.5 MiB at once (more than one look reads), then 600 lines on both streams, in bursts.
+    script = (f"i=0; while [ $i -lt 12000 ]; do echo burst$i-{pad}; i=$((i+1)); done; "
+              "i=0; while [ $i -lt 300 ]; do echo out$i; echo err$i >&2; i=$((i+1)); "
+              "[ $((i % 30)) = 0 ] && busybox usleep 50000; done; echo done; sleep 60")
+    looks, since = [], [None]
+
+    def observe(container, elapsed):
+        text, since[0] = engine.new_logs(container, since[0])
+        looks.append(text)
+        time.sleep(0.02)
+        return "done" not in text.splitlines()
+
+    engine = Engine()
+    try:
+        engine.run(ref, RunSpec(entrypoint=("/bin/busybox",), args=("sh", "-c", script)), 60, observe=observe)
+    finally:
+        engine.close()
+    lines = [line for text in looks for line in text.splitlines()]
+    want = ({f"burst{i}-{pad}" for i in range(12000)} | {f"out{i}" for i in range(300)}
+            | {f"err{i}" for i in range(300)} | {"done"})
+    assert want - set(lines) == set(), f"{len(want - set(lines))} line(s) never seen"
+    assert set(lines) <= want, "a line came back cut or garbled"
+    assert max(len(text) for text in looks) <= LOG_CAP
+    assert len(lines) < 1.5 * len(want)  # lines come back only when the look before read them too

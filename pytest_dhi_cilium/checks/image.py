@@ -259,10 +259,13 @@ def _absent(check: str, exp: Expectations, image: Image, providers: list[Provide
     return passed(check, f"no {thing} in the image", evidence=searched, expectation=expectation, **common)
 
 
-def no_shell(image: Image, exp: Expectations) -> Verdict:
+def no_shell(image: Image, exp: Expectations, providers: list[Provider] | None = None) -> Verdict:
+    """``providers``: the image's shell_providers when already found (the suite finds them once
+    per image, for this check and no-shell-runtime)."""
     searched = ("searched every executable in the image, PATH and "
                 + ", ".join(_search_dirs(image)) + " included")
-    return _absent("no-shell", exp, image, shell_providers(image), SHELLS,
+    providers = shell_providers(image) if providers is None else providers
+    return _absent("no-shell", exp, image, providers, SHELLS,
                    "no shell executable anywhere in the image", [searched])
 
 

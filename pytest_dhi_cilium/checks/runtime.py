@@ -98,6 +98,11 @@ class ShellProbe:
     entrypoint: tuple[str, ...]
     args: tuple[str, ...]
 
+    @property
+    def path(self) -> str:
+        """The file it starts (``/bin/busybox``; a bare name such as ``sh`` goes through PATH)."""
+        return self.entrypoint[0]
+
 
 def shell_probes(providers: list) -> list[ShellProbe]:
     """The fixed candidates (which prove absence on a hardened image: the OCI runtime refuses
@@ -119,30 +124,32 @@ def shell_probes(providers: list) -> list[ShellProbe]:
     return list(probes.values())
 
 
-def _unprobed(providers: list, labels: list[str]) -> list[str]:
+def _unprobed(providers: list, probes: list[ShellProbe]) -> list[str]:
     """Say, per provider, which of its paths were deliberately not started."""
     notes = []
     for p in providers:
         paths = [p.path] + [r.path for r in p.links()]
-        tried = [label for label in labels if label.split(" ")[0] in paths]
-        other = [path for path in paths if path not in {label.split(" ")[0] for label in tried}]
+        tried = [probe for probe in probes if probe.path in paths]
+        other = [path for path in paths if path not in {probe.path for probe in tried}]
         if other:
-            notes.append(f"shell provider {p.path}: probed as {', '.join(tried)}; its {len(other)} other "
+            notes.append(f"shell provider {p.path}: probed as {', '.join(t.label for t in tried)}; its {len(other)} other "
                          f"path(s) ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}) run other "
                          "programs and were not started")
     return notes
 
 
-def no_shell_runtime(runs: list[tuple[str, RunResult]], exp: Expectations, providers: list = ()) -> Verdict:
+def no_shell_runtime(probe_runs: list[tuple[ShellProbe, RunResult]], exp: Expectations,
+                     providers: list = ()) -> Verdict:
     """Each probe ran `-c 'echo dhi-shell-$((6*7))'` as a container's entrypoint. Only a
     shell prints the marker; the OCI runtime's "no such file" / 127 proves absence."""
+    runs = [(probe.label, run) for probe, run in probe_runs]
     started = [(c, r) for c, r in runs if SHELL_MARKER in r.stdout]
     refused = [(c, r) for c, r in runs if r.not_executable and SHELL_MARKER not in r.stdout]
     unclear = [(c, r) for c, r in runs if (c, r) not in started and (c, r) not in refused]
     lines = ([f"{c}: STARTED A SHELL ({r.describe()}, printed {SHELL_MARKER})" for c, r in started]
              + [f"{c}: something ran ({r.describe()}): {' | '.join(r.head(2))}" for c, r in unclear]
              + [f"{c}: refused: {r.start_error or f'exit {r.exit_code}'}" for c, r in refused])
-    notes = _unprobed(providers, [c for c, _ in runs])
+    notes = _unprobed(providers, [probe for probe, _ in probe_runs])
     if exp.dev:
         expectation = f"dev variant ({exp.variant_reason}): a shell starts"
         if started:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .. import cilium
 from ..settings import Profile
-from .engine import Engine, RunResult, RunSpec
+from .engine import Engine, RunResult, RunSpec, read_container_file
 
 CONFIG_DIR = "/tmp/cilium/config-map"  # where the chart mounts the cilium-config ConfigMap
 CHART_ENV = (("K8S_NODE_NAME", "dhi-cilium-node"), ("CILIUM_K8S_NAMESPACE", "kube-system"))
@@ -56,6 +56,15 @@ def boot_spec(profile: Profile, entrypoint: tuple[str, ...] | None) -> tuple[Run
     return spec, api_server
 
 
+def watch_boot(engine: Engine, image: str, spec: RunSpec, settle: float, timeout: float, api_server: str,
+               gops_dir: str, gops_how: str) -> BootRun:
+    """Boot ``image`` with ``spec`` and watch it for ``settle`` seconds (BootWatch), then stop
+    it; killed if it is still there ``timeout`` seconds after that."""
+    boot = BootRun(RunResult([], None), settle, api_server, gops_dir, gops_how)
+    boot.run = engine.run(image, spec, settle + timeout, observe=BootWatch(engine, boot))
+    return boot
+
+
 class BootWatch:
     """The ``observe`` callback of one boot: reads the logs until the operator waits for the
     API server, then records the gops port files it wrote and samples its uid/gid, until the
@@ -64,6 +73,7 @@ class BootWatch:
     def __init__(self, engine: Engine, boot: BootRun) -> None:
         self.engine, self.boot, self.gops_dir = engine, boot, boot.gops_dir
         self.next_sample = 0.0
+        self.since: float | None = None  # where the next look at the logs starts
 
     def __call__(self, container, elapsed: float) -> bool:
         import docker.errors
@@ -72,10 +82,11 @@ class BootWatch:
         boot = self.boot
         try:
             if boot.api_wait_at is None:
-                logs = self.engine.logs(container)
-                if cilium.API_WAIT in logs:
+                # Only the lines logged since the last look: the wait is the newest line.
+                lines, self.since = self.engine.new_logs(container, self.since)
+                if cilium.API_WAIT in lines:
                     boot.api_wait_at = elapsed
-                    if cilium.GOPS_STARTED in logs:
+                    if cilium.GOPS_STARTED in self.engine.logs(container):  # logged earlier, once
                         boot.gops_files = self._port_files(container)
             if boot.api_wait_at is not None and elapsed >= self.next_sample:
                 boot.samples.extend(self.engine.top(container))
@@ -93,7 +104,7 @@ class BootWatch:
         created.sort(key=lambda p: posixpath.dirname(p) != predicted)
         found = []
         for path in created[:4]:
-            data = self.engine.read_file(container, path, limit=64)
+            data = read_container_file(container, path, limit=64, follow_links=0)
             if data is not None:
                 found.append((path, data))
         return found

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import posixpath
 import re
 import shutil
 import tarfile
@@ -222,7 +223,8 @@ class Engine:
                 if not result.start_error:
                     self._finish(container, result, started, timeout)
                 # The engine's own clock: how long the process ran, not how long the batch took.
-                result.seconds = _ran_for(container) or time.monotonic() - started
+                ran = _ran_for(container)  # 0.0 is a real record (exited at once); None is none
+                result.seconds = ran if ran is not None else time.monotonic() - started
             return [result for _, result, _ in begun]
         finally:
             for container, _, _ in begun:
@@ -287,36 +289,35 @@ class Engine:
         """stdout and stderr of a running container so far, capped like a finished run's."""
         return _capped_logs(container, stdout=True) + "\n" + _capped_logs(container, stderr=True)
 
+    def new_logs(self, container, since: float | None = None) -> tuple[str, float | None]:
+        """stdout and stderr lines a running container logged since ``since`` (the engine's
+        clock, from an earlier call; None: from the start), and the ``since`` of the next call.
+        A watch polling with it reads each line about once instead of the whole log every time;
+        one call reads at most LOG_CAP bytes or LOG_READ_SECONDS, the next goes on from there."""
+        data = bytearray()
+        deadline = time.monotonic() + LOG_READ_SECONDS
+        window = {"since": since} if since else {}
+        for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=False, timestamps=True,
+                                    **window):
+            data += chunk
+            if len(data) >= LOG_CAP or time.monotonic() > deadline:
+                break
+        complete = bytes(data).rpartition(b"\n")[0]  # a line cut by the cap is read again next time
+        lines = complete.decode("utf-8", "replace").splitlines()
+        if not lines:
+            return "", since
+        stamp, _, _ = lines[-1].partition(" ")
+        try:
+            # Back by a millisecond: the engine's `since` is inclusive and nanosecond-exact, a float
+            # of seconds is not; a line read twice is harmless, one skipped is not.
+            since = _parse_stamp(stamp).timestamp() - 0.001
+        except ValueError:
+            pass  # not a timestamp: read from the same point again
+        return "\n".join(line.partition(" ")[2] for line in lines), since
+
     def added_files(self, container) -> list[str]:
         """Paths the container created in its filesystem so far (`docker diff`, kind "A")."""
         return [c["Path"] for c in container.diff() or [] if c.get("Kind") == 1]
-
-    def read_file(self, container, path: str, limit: int = 4096) -> bytes | None:
-        """The first ``limit`` bytes of a regular file in a container (running or not) through
-        the engine's archive API: no shell needed. None when it is absent or not a file."""
-        import io
-
-        import docker.errors
-
-        try:
-            stream, _ = container.get_archive(path)
-        except docker.errors.NotFound:
-            return None
-        data = bytearray()
-        for chunk in stream:  # one file: its tar is the file plus a header
-            data += chunk
-            if len(data) > limit + 4096:
-                break
-        try:
-            with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r|") as tar:
-                for member in tar:
-                    if member.isfile():
-                        handle = tar.extractfile(member)
-                        return handle.read(limit) if handle else None
-                    return None
-        except tarfile.TarError:
-            return None
-        return None
 
     def top(self, container) -> list[dict]:
         """Processes of a running container as the host sees them (effective uid/gid)."""
@@ -395,20 +396,53 @@ def _exit_code(container) -> int | None:
         return None
 
 
-def _ran_for(container) -> float | None:
-    """Seconds between the container's start and exit, as the engine recorded them."""
+def read_container_file(container, path: str, limit: int | None = None, follow_links: int = 8) -> bytes | None:
+    """The bytes of a regular file in a container (running or not; its first ``limit`` bytes
+    when given) through the engine's archive API: no shell needed. A symlink is followed, up
+    to ``follow_links`` hops. None when it is absent or not a file."""
+    import io
+
+    import docker.errors
+
+    try:
+        stream, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return None
+    data = bytearray()
+    for chunk in stream:  # one file: its tar is the file plus a header
+        data += chunk
+        if limit is not None and len(data) > limit + 4096:
+            break
+    try:
+        with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r|") as tar:
+            member = tar.next()
+            if member is not None and member.issym() and follow_links > 0:
+                target = posixpath.normpath(posixpath.join(posixpath.dirname(path), member.linkname))
+                return read_container_file(container, target, limit, follow_links - 1)
+            if member is None or not member.isfile():
+                return None
+            handle = tar.extractfile(member)
+            return handle.read(limit) if handle else None
+    except tarfile.TarError:
+        return None
+
+
+def _parse_stamp(stamp: str):
+    """The engine's RFC 3339 times carry nanoseconds: keep microseconds (ValueError if not one)."""
     import datetime as dt
 
-    def parse(stamp: str) -> dt.datetime:  # RFC 3339 with nanoseconds: keep microseconds
-        return dt.datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00"))
+    return dt.datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00"))
 
+
+def _ran_for(container) -> float | None:
+    """Seconds between the container's start and exit, as the engine recorded them."""
     try:
         wrapped = container.get_wrapped_container()
         wrapped.reload()
         state = wrapped.attrs["State"]
         if state["FinishedAt"].startswith("0001-"):
             return None  # never started, or still running
-        seconds = (parse(state["FinishedAt"]) - parse(state["StartedAt"])).total_seconds()
+        seconds = (_parse_stamp(state["FinishedAt"]) - _parse_stamp(state["StartedAt"])).total_seconds()
     except Exception:
         return None
     return max(seconds, 0.0)  # a process that exits at once can be recorded as finishing first

@@ -3,6 +3,7 @@ checks that read it (``runtime-user`` reads the same boot as ``operator-starts``
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -15,9 +16,17 @@ from ..settings import OPERATOR_NAME
 from ..signals import sigterm_as_interrupt
 from ..state import ENGINE_UNREACHABLE, SetupError
 from ..targets import Target
-from .boot import BootRun, BootWatch, boot_spec
+from .boot import BootRun, boot_spec, watch_boot
 from .engine import Engine, RunResult, RunSpec
 
+
+@contextmanager
+def _as_setup_error(what: str = "runtime tier"):
+    """An engine failure becomes one sentence for every check that needed what it stopped."""
+    try:
+        yield
+    except SourceError as exc:
+        raise SetupError(f"{what}: {exc}") from None
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +70,7 @@ def dhi_runnable(dhi_engine: Engine, dhi_target: Target, dhi_image, dhi_expectat
     if not dhi_image.platform.matches(host):
         pytest.skip(f"{dhi_image.platform} image cannot run on this {host} engine (runtime tier "
                     "runs only the host's platform)")
-    try:
+    with _as_setup_error():
         if dhi_target.ref.transport == REGISTRY:
             image = _pull_judged(dhi_engine, dhi_target.ref, dhi_image.digest, dhi_image.config_digest,
                                  dhi_settings.pull)
@@ -70,20 +79,19 @@ def dhi_runnable(dhi_engine: Engine, dhi_target: Target, dhi_image, dhi_expectat
                 image = dhi_engine.load(source.read(dhi_target.platform))
         else:
             image = dhi_engine.ensure_image(dhi_target.ref.location, dhi_settings.pull)
-    except SourceError as exc:
-        raise SetupError(f"runtime tier: {exc}") from None
     if dhi_settings.profile.uses_cmd_only:
         # No ENTRYPOINT (upstream layout): run what the chart runs, `command: [cilium-operator-generic]`.
         return Runnable(image, (OPERATOR_NAME,), (OPERATOR_NAME,))
     return Runnable(image, None, tuple(dhi_image.config.entrypoint or ()))
 
 
-def _run(engine: Engine, runnable: Runnable, spec: RunSpec, timeout: float, observe=None) -> RunResult:
-    """One container run; an engine failure becomes one sentence for every check reading it."""
-    try:
-        run = engine.run(runnable.image, spec, timeout, observe=observe)
-    except SourceError as exc:
-        raise SetupError(f"runtime tier: {exc}") from None
+def _run(engine: Engine, runnable: Runnable, spec: RunSpec, timeout: float) -> RunResult:
+    with _as_setup_error():
+        return _shown(engine.run(runnable.image, spec, timeout), runnable, spec)
+
+
+def _shown(run: RunResult, runnable: Runnable, spec: RunSpec) -> RunResult:
+    """A run of the image's own entrypoint names it as the image does, not `<entrypoint>`."""
     if spec.entrypoint is None:
         run.argv = list(runnable.shown_entrypoint) + list(spec.args)
     return run
@@ -114,19 +122,17 @@ def dhi_restricted_run(dhi_engine, dhi_runnable, dhi_settings, dhi_user) -> RunR
 
 
 @pytest.fixture(scope="session")
-def dhi_shell_runs(dhi_engine, dhi_runnable, dhi_settings, dhi_image) -> list[tuple[str, RunResult]]:
-    """Every shell probe (fixed candidates, then each shell provider through the names that
-    select a shell), started side by side: the batch takes one --dhi-timeout at most."""
-    from ..checks.image import shell_providers
+def dhi_shell_runs(dhi_engine, dhi_runnable, dhi_settings, dhi_shell_providers) -> list[tuple]:
+    """Every shell probe (fixed candidates, then each shell provider the image tier found,
+    through the names that select a shell) with its run, as (ShellProbe, RunResult) pairs; all
+    started side by side: the batch takes one --dhi-timeout at most."""
     from ..checks.runtime import shell_probes
 
-    probes = shell_probes(shell_providers(dhi_image))
+    probes = shell_probes(dhi_shell_providers)
     specs = [RunSpec(args=p.args, entrypoint=p.entrypoint) for p in probes]
-    try:
+    with _as_setup_error():
         runs = dhi_engine.run_all(dhi_runnable.image, specs, dhi_settings.timeout)
-    except SourceError as exc:
-        raise SetupError(f"runtime tier: {exc}") from None
-    return [(p.label, run) for p, run in zip(probes, runs)]
+    return list(zip(probes, runs))
 
 
 @pytest.fixture(scope="session")
@@ -138,9 +144,10 @@ def dhi_operator_run(dhi_engine, dhi_runnable, dhi_settings, dhi_image, dhi_user
 
     spec, api_server = boot_spec(dhi_settings.profile, dhi_runnable.chart_entrypoint)
     gops_dir, gops_how = gops_directory(dhi_image, dhi_user)
-    boot = BootRun(RunResult([], None), dhi_settings.settle, api_server, gops_dir, gops_how)
-    boot.run = _run(dhi_engine, dhi_runnable, spec, dhi_settings.settle + dhi_settings.timeout,
-                    observe=BootWatch(dhi_engine, boot))
+    with _as_setup_error():
+        boot = watch_boot(dhi_engine, dhi_runnable.image, spec, dhi_settings.settle, dhi_settings.timeout,
+                          api_server, gops_dir, gops_how)
+    _shown(boot.run, dhi_runnable, spec)
     return boot
 
 
@@ -158,7 +165,7 @@ def dhi_reference_runs(dhi_engine, dhi_settings) -> ReferenceRuns:
     ref = dhi_settings.reference_image
     if ref is None:
         pytest.skip("no --dhi-reference-image given: nothing to compare the flags with")
-    try:
+    with _as_setup_error("reference image"):
         if ref.daemonless:
             with reading(ref), open_source(ref, insecure=dhi_settings.insecure_registries) as source:
                 raw = source.read(_host_platform(source, dhi_engine))
@@ -168,8 +175,6 @@ def dhi_reference_runs(dhi_engine, dhi_settings) -> ReferenceRuns:
         else:
             image = dhi_engine.ensure_image(ref.location, dhi_settings.pull)
             entry = dhi_engine.entrypoint(image)
-    except SourceError as exc:
-        raise SetupError(f"reference image: {exc}") from None
     runnable = Runnable(image, None if entry else (OPERATOR_NAME,), tuple(entry or ()))
     return ReferenceRuns(_run_args(dhi_engine, runnable, dhi_settings, "--help"),
                          _run_args(dhi_engine, runnable, dhi_settings, "--version"),

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.dhi_tier("image")
 
 
 @pytest.mark.dhi_check("no-shell")
-def test_no_shell(dhi_image, dhi_expectations, dhi_record):
-    verdict = dhi_record(check.no_shell(dhi_image, dhi_expectations))
+def test_no_shell(dhi_image, dhi_shell_providers, dhi_expectations, dhi_record):
+    verdict = dhi_record(check.no_shell(dhi_image, dhi_expectations, dhi_shell_providers))
     assert verdict.ok, verdict.explain()
 
 

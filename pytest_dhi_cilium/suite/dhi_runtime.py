@@ -7,7 +7,6 @@ PYTEST_DONT_REWRITE (the verdict's own explanation is the failure message)
 import pytest
 
 from pytest_dhi_cilium.checks import runtime as check
-from pytest_dhi_cilium.checks.image import shell_providers
 
 pytestmark = pytest.mark.dhi_tier("runtime")
 
@@ -26,9 +25,8 @@ def test_version(dhi_version_run, dhi_tags, dhi_record):
 
 
 @pytest.mark.dhi_check("no-shell-runtime")
-def test_no_shell_runtime(dhi_shell_runs, dhi_image, dhi_expectations, dhi_record):
-    verdict = dhi_record(check.no_shell_runtime(dhi_shell_runs, dhi_expectations,
-                                                shell_providers(dhi_image)))
+def test_no_shell_runtime(dhi_shell_runs, dhi_shell_providers, dhi_expectations, dhi_record):
+    verdict = dhi_record(check.no_shell_runtime(dhi_shell_runs, dhi_expectations, dhi_shell_providers))
     assert verdict.ok, verdict.explain()
 
 
