@@ -266,6 +266,7 @@ class _Reporter:
             self._errors_shown.add(key)
         self.builder.add(report)
 
+    @pytest.hookimpl(trylast=True)  # after pytest's own teardown of the session fixtures (-x, Ctrl-C)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if getattr(self.config, "workerinput", None) is not None:
             return  # xdist workers ship their reports; only the controller writes
@@ -288,6 +289,8 @@ class _Reporter:
             for image in self.document["images"]:
                 if image["ref"] in self.moved:
                     image["warnings"] = list(image.get("warnings") or []) + [self.moved[image["ref"]]]
+        if self.state.cluster_cleanup:
+            self.document["cluster_cleanup"] = list(self.state.cluster_cleanup)
         if settings.report:
             write_json(self.document, settings.report)
         if settings.report_md:
@@ -316,6 +319,10 @@ class _Reporter:
                 terminalreporter.write_line(f"    not run  {', '.join(image['not_run'])}")
             if image["ref"] in self.moved:
                 terminalreporter.write_line(f"    warning  {self.moved[image['ref']]}")
+        if self.document.get("cluster_cleanup"):
+            terminalreporter.write_line("cluster cleanup (a cluster this run did not create):")
+            for line in self.document["cluster_cleanup"]:
+                terminalreporter.write_line(f"    {line}")
         for path in (self.state.settings.report, self.state.settings.report_md):
             if path:
                 terminalreporter.write_line(f"report written to {path}")

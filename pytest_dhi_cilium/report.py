@@ -163,6 +163,8 @@ def render_markdown(document: dict) -> str:
             lines.append(f"\nNot run: {', '.join(image['not_run'])} — the result is {image['result'].upper()}.")
         for warning in image.get("warnings") or []:
             lines.append(f"- warning: {_text(warning)}")
+    if document.get("cluster_cleanup"):
+        lines += ["", "## Cluster cleanup", ""] + [f"- {_text(line)}" for line in document["cluster_cleanup"]]
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ class DhiState:
     targets: list[Target] | None = None
     meta: dict[str, dict] = field(default_factory=dict)  # target id -> image summary
     pins: dict[str, str] = field(default_factory=dict)  # registry reference -> the digest it resolved to
+    cluster_cleanup: list[str] = field(default_factory=list)  # what a run left on a cluster it did not create
 
 
 STATE_KEY = pytest.StashKey[DhiState]()

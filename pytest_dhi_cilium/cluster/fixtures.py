@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from ..state import SetupError
+from ..state import STATE_KEY, SetupError
 from .options import (CLUSTER_KEY, ClusterSettings, missing_requirements, read_cluster_settings,
                       requirements_message)
 
 XDIST_GROUP = "dhi-cilium-cluster"
+CLEANUP_OUTPUT = "dhi_cluster_cleanup"  # key of the worker output to the xdist controller
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,21 +58,41 @@ def dhi_cluster(dhi_cluster_settings: ClusterSettings, pytestconfig: pytest.Conf
     from subprocess import CalledProcessError, TimeoutExpired
 
     from .helm import HelmError
-    from .install import open_cluster
+    from .install import LeftoverError, open_cluster
     from .kind import ClusterError
     from .waiting import Progress
 
     progress = Progress(pytestconfig)
     failure = ""
+    env = None
     try:
         with open_cluster(dhi_cluster_settings, progress, str(tmp_path_factory.mktemp("dhi-cluster"))) as env:
             yield env
-    except (ClusterError, HelmError) as exc:  # creating the cluster, or the final helm uninstall
+    except (ClusterError, HelmError, LeftoverError) as exc:  # creating the cluster, or cleaning up at the end
         failure = f"cluster tier: {exc}"
     except (CalledProcessError, TimeoutExpired) as exc:  # kind get/export/delete
         failure = f"cluster tier: {exc}; its output is in the captured output"
+    finally:
+        if env is not None:
+            _record_cleanup(pytestconfig, env.cleanup)
     if failure:  # failed outside the except block: one sentence, no exception chain
         raise SetupError(failure)
+
+
+def _record_cleanup(config: pytest.Config, lines: list[str]) -> None:
+    """For the report and the terminal summary, which the xdist controller writes."""
+    config.stash[STATE_KEY].cluster_cleanup = list(lines)
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[CLEANUP_OUTPUT] = list(lines)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist, on the controller: the worker that owned the cluster says what it left."""
+    lines = (getattr(node, "workeroutput", None) or {}).get(CLEANUP_OUTPUT)
+    if lines:
+        node.config.stash[STATE_KEY].cluster_cleanup = list(lines)
 
 
 @pytest.fixture(scope="session")

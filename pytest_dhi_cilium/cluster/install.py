@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from ..checks.cluster import (ImageUnderTest, ProcessUser, Snapshot, Upgrade, container_status, hopeless,
-                              pod_name, pod_readiness_problems, restart_problems, rollout_pending)
+from ..checks.cluster import (LEASE_NAME, ImageUnderTest, ProcessUser, Snapshot, Upgrade, container_status,
+                              hopeless, pod_name, pod_readiness_problems, restart_problems, rollout_pending)
 from ..image.reference import DAEMON, Reference, image_tags, tag_of
-from . import diagnostics
-from .helm import NAMESPACE, Helm, HelmError, chart_version
+from ..signals import sigterm_as_interrupt
+from . import diagnostics, leftovers
+from .helm import NAMESPACE, RELEASE, Helm, HelmError, chart_version
 from .kind import LoadError, in_cluster_name, kind_cluster, load_image
 from .nodes import NodeShell
 from .options import ClusterSettings
@@ -21,6 +22,10 @@ from .waiting import Progress, elapsed_text, hold_for, wait_for
 
 class InstallError(Exception):
     """The install could not even be attempted or did not go through; one sentence why."""
+
+
+class LeftoverError(Exception):
+    """A cluster this run did not create was not left as it was found; what was left, and why."""
 
 
 @dataclass
@@ -34,6 +39,7 @@ class ClusterEnv:
     nodes: NodeShell | None  # None: no container CLI to reach kind nodes with
     kind: object | None = None  # pytest_kind.KindCluster, None on a BYO cluster
     release_installed: bool = False  # by this session
+    cleanup: list[str] = field(default_factory=list)  # on a cluster the run did not create: removed / kept
 
 
 @dataclass
@@ -54,19 +60,142 @@ def _env(settings: ClusterSettings, kubeconfig: str, workdir: str, progress: Pro
 
 @contextmanager
 def open_cluster(settings: ClusterSettings, progress: Progress, workdir: str):
-    """The session's cluster. A BYO cluster keeps everything but the release this run
-    installed; a kind cluster is handled by kind.kind_cluster (deleted unless kept)."""
+    """The session's cluster. One this run did not create (BYO, or a kind cluster reused without
+    --keep-cluster) is left as it was found; a kind cluster this run created is handled by
+    kind.kind_cluster (deleted unless kept), and a kept one stays as the run leaves it."""
     if settings.byo:
-        env = _env(settings, settings.byo_kubeconfig, workdir, progress)
-        try:
+        with sigterm_as_interrupt(), _left_as_found(_env(settings, settings.byo_kubeconfig, workdir, progress)) as env:
             yield env
-        finally:
-            if env.release_installed:
-                with progress.step("helm uninstall cilium from the BYO cluster"):
-                    env.helm.uninstall()
         return
-    with kind_cluster(settings, progress) as (cluster, _created):
-        yield _env(settings, str(cluster.kubeconfig_path), workdir, progress, kind=cluster)
+    with kind_cluster(settings, progress) as (cluster, created):
+        env = _env(settings, str(cluster.kubeconfig_path), workdir, progress, kind=cluster)
+        if created or settings.keep_cluster:
+            yield env
+            return
+        with _left_as_found(env):
+            yield env
+
+
+@contextmanager
+def _left_as_found(env: ClusterEnv):
+    before = _inventory_before(env)
+    try:
+        yield env
+    finally:
+        _leave_as_found(env, before)
+
+
+def _inventory_before(env: ClusterEnv) -> leftovers.Inventory | None:
+    """Cilium's cluster-wide objects before the first install; None: unreadable, and then
+    nothing is removed at the end (what the run created cannot be told from what was there)."""
+    with env.progress.step("recording Cilium's CRDs, Lease and node taints before the run"):
+        try:
+            crds, lease, nodes = env.kube.leftover_objects(NAMESPACE)
+        except Exception as exc:  # ApiException, urllib3 connection errors, timeouts
+            env.cleanup.append(f"no record of the cluster before the run ({type(exc).__name__}: "
+                               f"{str(exc).strip()[:200]}): nothing of Cilium's removed at the end")
+            return None
+        return leftovers.inventory(crds, lease, nodes, release=env.helm.release_exists())
+
+
+def _leave_as_found(env: ClusterEnv, before: leftovers.Inventory | None) -> None:
+    """After the run — failures and Ctrl-C too: the release this run installed is uninstalled
+    (it stops the operator, which would otherwise recreate what is removed next), then what the
+    operator and agents created is removed and what was there before is kept."""
+    try:
+        _uninstall_ours(env, before)
+        if before is not None:
+            _remove_leftovers(env, before)
+    finally:
+        for line in env.cleanup:
+            env.progress.line(f"cleanup: {line}")
+
+
+def _uninstall_ours(env: ClusterEnv, before: leftovers.Inventory | None) -> None:
+    release = f"helm release {NAMESPACE}/{RELEASE}"
+    if env.release_installed and not (before and before.release):
+        try:
+            with env.progress.step(f"helm uninstall {RELEASE} (installed by this run)"):
+                env.helm.uninstall()
+        except HelmError:
+            env.cleanup.append(f"{release}: helm uninstall failed; nothing else removed (the operator "
+                               "may still run and recreate it)")
+            raise
+        env.cleanup.append(f"{release}: uninstalled (installed by this run)")
+    elif env.release_installed:
+        env.cleanup.append(f"{release}: kept (existed before the run; this run's helm upgrades are in it)")
+
+
+def _remove_leftovers(env: ClusterEnv, before: leftovers.Inventory) -> None:
+    try:
+        todo = leftovers.plan(before, *env.kube.leftover_objects(NAMESPACE))
+    except Exception as exc:  # ApiException, urllib3 connection errors, timeouts
+        env.cleanup.append(f"could not read the cluster after the run ({type(exc).__name__}: "
+                           f"{str(exc).strip()[:200]}): nothing of Cilium's removed")
+        raise LeftoverError(env.cleanup[-1]) from None
+    failed: dict[str, str] = {}
+    unfinished: list[str] = []
+    if not todo.empty:
+        with env.progress.step(f"removing what the run created ({len(todo.crds_to_delete)} CRD(s), "
+                               f"{int(todo.lease_to_delete)} Lease, taints of {len(todo.taints)} node(s))"):
+            for name in todo.crds_to_delete:
+                _attempt(failed, name, env.kube.delete_crd, name)
+            if todo.lease_to_delete:
+                _attempt(failed, f"Lease {NAMESPACE}/{LEASE_NAME}", env.kube.delete_lease, NAMESPACE)
+            for i, change in enumerate(todo.taints):
+                todo.taints[i] = _attempt(failed, f"taints of node {change.node}", _retaint, env, before,
+                                          change) or change
+            unfinished = _crds_not_gone(env, [n for n in todo.crds_to_delete if n not in failed])
+    lines = leftovers.summary(todo, NAMESPACE, failed, unfinished)
+    env.cleanup.extend(lines)
+    if failed or unfinished:
+        raise LeftoverError("the cluster was not left as it was found: " + "; ".join(lines))
+
+
+def _attempt(failed: dict[str, str], what: str, call, *args):
+    try:
+        return call(*args)
+    except Exception as exc:  # each object on its own: one failure does not keep the others
+        failed[what] = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+        return None
+
+
+def _retaint(env: ClusterEnv, before: leftovers.Inventory, change: leftovers.TaintChange,
+             attempts: int = 3) -> leftovers.TaintChange:
+    """The taints changed between the read and the patch (the patch's test failed): read the
+    node again and decide again."""
+    from kubernetes.client.exceptions import ApiException
+
+    for _ in range(attempts):
+        try:
+            env.kube.replace_taints(change.node, change.current, change.wanted)
+            return change
+        except ApiException as exc:
+            if exc.status not in (409, 422):
+                raise
+        node = env.kube.read_node(change.node)
+        again = leftovers.taint_change(before, node) if node else None
+        if again is None:
+            return change  # gone, or someone else already put it right
+        change = again
+    raise RuntimeError(f"its taints changed under each of {attempts} patches")
+
+
+def _crds_not_gone(env: ClusterEnv, deleting: list[str]) -> list[str]:
+    """A CRD goes once the API server has deleted its objects; wait for that."""
+    if not deleting:
+        return []
+
+    def remaining() -> list[str] | None:
+        try:
+            return env.kube.cilium_crd_names()
+        except Exception:  # an API server hiccup: keep polling
+            return None
+
+    waited = wait_for(remaining, lambda names: [n for n in deleting if names is None or n in names],
+                      deadline=env.settings.timeout, what=f"deletion of {len(deleting)} CRD(s)",
+                      progress=env.progress)
+    return [] if waited.ok else waited.pending
 
 
 def platform_mismatch(image_arch: str, nodes: list[dict]) -> str:

@@ -102,3 +102,44 @@ class Kube:
                                field_selector=f"involvedObject.name={meta.get('name')}")
         except Exception:
             return []
+
+    # -- what a run leaves behind (cluster/leftovers.py decides; these only read and write) --
+
+    def _cilium_crds(self) -> list[dict]:
+        from .leftovers import is_cilium_crd
+
+        return [c for c in self._items(self.extensions.list_custom_resource_definition) if is_cilium_crd(c)]
+
+    def leftover_objects(self, namespace: str) -> tuple[list[dict], dict | None, list[dict]]:
+        """The ``*.cilium.io`` CRDs, the operator's Lease (None if absent) and every Node.
+        Raises on API failures: a cleanup must not decide on a partial picture."""
+        return (self._cilium_crds(), self._read(self.coordination.read_namespaced_lease, LEASE_NAME, namespace),
+                self._items(self.core.list_node))
+
+    def cilium_crd_names(self) -> list[str]:
+        return sorted(c["metadata"]["name"] for c in self._cilium_crds())
+
+    def read_node(self, name: str) -> dict | None:
+        return self._read(self.core.read_node, name)
+
+    def _delete(self, call, *args) -> None:
+        """Gone already (404) is what was wanted."""
+        self._read(call, *args)
+
+    def delete_crd(self, name: str) -> None:
+        self._delete(self.extensions.delete_custom_resource_definition, name)
+
+    def delete_lease(self, namespace: str) -> None:
+        self._delete(self.coordination.delete_namespaced_lease, LEASE_NAME, namespace)
+
+    def replace_taints(self, node: str, current: list[dict], wanted: list[dict]) -> None:
+        """A JSON patch that applies only if the taints are still ``current`` (the API server
+        refuses it otherwise, 422): a taint placed meanwhile by someone else is never lost."""
+        if not current:
+            patch = [{"op": "add", "path": "/spec/taints", "value": wanted}]
+        else:  # no taints left: the member goes, as a node that never had one shows none
+            patch = [{"op": "test", "path": "/spec/taints", "value": current},
+                     {"op": "replace", "path": "/spec/taints", "value": wanted} if wanted
+                     else {"op": "remove", "path": "/spec/taints"}]
+        self.core.patch_node(node, patch, _content_type="application/json-patch+json",
+                             _preload_content=False, _request_timeout=self.timeout)

@@ -167,13 +167,22 @@ def daemonset(desired=1, ready=1, updated=1, available=1, generation=1, observed
                        "observedGeneration": observed}}
 
 
-def node(ready=True, arch="amd64") -> dict:
+# What a Cilium 1.17 operator creates on its own (not helm's; `helm uninstall` leaves them): 11 CRDs.
+RUN_CRDS = ("ciliumidentities", "ciliumnodes", "ciliumendpoints", "ciliumnetworkpolicies",
+            "ciliumclusterwidenetworkpolicies", "ciliumpodippools", "ciliumcidrgroups", "ciliumlocalredirectpolicies",
+            "ciliumloadbalancerippools", "ciliuml2announcementpolicies", "ciliumnodeconfigs")
+# The operator's taint while an agent is scheduled but not running (Value "" is omitted in the JSON).
+AGENT_NOT_READY = {"key": "node.cilium.io/agent-not-ready", "effect": "NoSchedule"}
+
+
+def node(ready=True, arch="amd64", name=NODE, taints=None) -> dict:
     cond = ({"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}
             if ready else
             {"type": "Ready", "status": "False", "reason": "KubeletNotReady",
              "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
                         "message:Network plugin returns error: cni plugin not initialized"})
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE},
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "spec": {"podCIDR": "10.244.0.0/24", **({"taints": taints} if taints is not None else {})},
             "status": {"conditions": [cond], "nodeInfo": {"architecture": arch, "operatingSystem": "linux",
                                                           "containerRuntimeVersion": "containerd://2.1.1"}}}
 
@@ -286,7 +295,8 @@ def api_routes(pod: dict, lease_obj: dict | None = None) -> dict:
 @pytest.fixture
 def fake_api(tmp_path):
     """Start an HTTP server answering GETs from a routes dict (path -> JSON object; or a callable
-    returning one, for a cluster that changes); logs answer text, the pod proxy answers like an
+    returning one, for a cluster that changes; a path with objects stored below it lists them);
+    DELETE and JSON-patch PATCH change the dict; logs answer text, the pod proxy answers like an
     API server that cannot reach the pod. Returns a factory."""
     servers = []
 
@@ -305,6 +315,46 @@ def fake_api(tmp_path):
                 current = routes() if callable(routes) else routes
                 if path in current:
                     return self._send(200, json.dumps(current[path]))
+                if any(p.startswith(path + "/") for p in current):  # a collection: the objects stored under it
+                    items = [obj for p, obj in current.items() if p.rpartition("/")[0] == path]
+                    return self._send(200, json.dumps({"kind": "List", "apiVersion": "v1", "items": items}))
+                self._not_found(path)
+
+            def do_DELETE(self):
+                path = unquote(urlparse(self.path).path)
+                seen.append(("DELETE " + path, {}))
+                obj = (routes() if callable(routes) else routes).pop(path, None)
+                if obj is None:
+                    return self._not_found(path)
+                self._send(200, json.dumps(obj))
+
+            def do_PATCH(self):
+                """JSON patch (RFC 6902: test, add, replace, remove on object members), as the
+                API server applies it: all or nothing, 422 when a test fails."""
+                path = unquote(urlparse(self.path).path)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                seen.append(("PATCH " + path, {"content-type": self.headers["Content-Type"], "body": body}))
+                current = routes() if callable(routes) else routes
+                if path not in current:
+                    return self._not_found(path)
+                patched = copy.deepcopy(current[path])
+                for op in body:
+                    *parents, last = op["path"].strip("/").split("/")
+                    target = patched
+                    for key in parents:
+                        target = target[key]
+                    if op["op"] == "test" and target.get(last) != op["value"]:
+                        return self._send(422, json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                                           "reason": "Invalid", "code": 422,
+                                                           "message": f"the server rejected our request: test {op['path']} failed"}))
+                    if op["op"] in ("add", "replace"):
+                        target[last] = op["value"]
+                    elif op["op"] == "remove":
+                        target.pop(last)
+                current[path] = patched
+                self._send(200, json.dumps(patched))
+
+            def _not_found(self, path):
                 self._send(404, json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                             "reason": "NotFound", "message": f"{path} not found", "code": 404}))
 
