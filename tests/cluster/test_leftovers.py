@@ -5,6 +5,7 @@ through open_cluster's whole life."""
 
 import copy
 import io
+import json
 from functools import partial
 from types import SimpleNamespace
 
@@ -110,7 +111,7 @@ class FakeCluster:
     Lease and taint the nodes (the agent never becomes ready), its uninstall removes the
     release's own objects only."""
 
-    def __init__(self, k8s, fake_api):
+    def __init__(self, k8s, fake_api, helm_flags=None):
         widgets = k8s.crd("widgets")
         widgets["metadata"]["name"] = "widgets.example.com"
         self.store = {CRD_PATH + "widgets.example.com": widgets,
@@ -118,8 +119,19 @@ class FakeCluster:
                       f"/api/v1/nodes/{k8s.NODE}": k8s.node(taints=[DEDICATED]),
                       "/api/v1/nodes/worker-2": k8s.node(name="worker-2")}
         self.found = copy.deepcopy(self.store)
-        self.k8s, self.api = k8s, fake_api(self.store)
-        self.release, self.calls = False, []
+        self.k8s, self.release, self.calls = k8s, False, []
+        self.api = fake_api(self._follow(helm_flags) if helm_flags else self.store)
+
+    def _follow(self, flags):
+        """Routes for a helm executable that leaves files behind: its install and uninstall
+        take effect on the next API request."""
+        def routes():
+            if (flags / "installed").exists() and not self.release and "uninstall" not in self.calls:
+                self.install()
+            if (flags / "uninstalled").exists() and self.release:
+                self.uninstall()
+            return self.store
+        return routes
 
     # Helm's interface, as install.py uses it
     def release_exists(self):
@@ -128,7 +140,7 @@ class FakeCluster:
     def install(self, *args):
         self.calls.append("install")
         self.release = True
-        self.store.update({path: {"metadata": {"name": path.rsplit("/", 1)[1]}} for path in HELM_OBJECTS})
+        self.store.update(zip(HELM_OBJECTS, (self.k8s.deployment(), self.k8s.daemonset(ready=0, available=0))))
         for plural in self.k8s.RUN_CRDS:
             self.store.setdefault(f"{CRD_PATH}{plural}.cilium.io", self.k8s.crd(plural))
         self.store[LEASE_PATH] = self.k8s.lease()
@@ -274,3 +286,47 @@ def test_a_reused_kind_cluster_is_left_as_found_a_created_or_kept_one_is_not(byo
     run_session(byo, byo_kubeconfig=None, keep_cluster=keep)
     assert (byo.store == byo.found) is cleaned
     assert byo.calls == (["install", "uninstall"] if cleaned else ["install"])
+
+
+HELM = """echo "helm $*" >> {dir}/calls
+case "$1" in
+  status) [ -e {dir}/installed ] && [ ! -e {dir}/uninstalled ] && exit 0
+          echo 'Error: release: not found' >&2; exit 1 ;;
+  get) echo 'operator: {{}}' ;;
+  upgrade) touch {dir}/installed ;;
+  uninstall) touch {dir}/uninstalled ;;
+esac
+exit 0
+"""
+
+
+def test_a_byo_session_through_the_plugin_leaves_the_cluster_as_found_and_reports_it(
+        pytester, k8s, fake_api, registry, tmp_path, monkeypatch):
+    """The whole plugin on --dhi-kubeconfig: a real registry serves the image, helm is a
+    script, the cluster a fake API server; the agent never becomes ready (as in the live run)."""
+    pytest.importorskip("kubernetes")
+    archive, _ = k8s.tiny_docker_archive(tmp_path / "op.tar", tag="acme/op:1.17.5")
+    ref = registry.push(f"docker-archive:{archive}", "acme/op:1.17.5")
+    cluster = FakeCluster(k8s, fake_api, helm_flags=tmp_path)
+    bin_dir = k8s.fake_tools(tmp_path / "bin", "helm", "docker",
+                             scripts={"helm": HELM.format(dir=tmp_path), "docker": "exit 1\n"})
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    report, markdown = tmp_path / "report.json", tmp_path / "report.md"
+    result = pytester.runpytest_subprocess(
+        f"--dhi-image={ref}", "--dhi-tier=cluster", f"--dhi-kubeconfig={cluster.api.kubeconfig}",
+        "--dhi-cluster-settle=0", "--dhi-cluster-timeout=1", f"--dhi-report={report}",
+        f"--dhi-report-md={markdown}", "-p", "no:cacheprovider")
+    assert cluster.calls == ["install", "uninstall"]
+    assert cluster.store == cluster.found
+    removed_lease = f"{LEASE}: removed (created during the run)"
+    result.stdout.fnmatch_lines(["*cluster cleanup (a cluster this run did not create):",
+                                 "    helm release kube-system/cilium: uninstalled (installed by this run)",
+                                 "    [*].cilium.io CRDs: removed 10 created during the run (*); kept 1 that "
+                                 "existed before the run (ciliumnetworkpolicies.cilium.io)",
+                                 f"    {removed_lease}",
+                                 f"    Cilium node taints: removed node.cilium.io/agent-not-ready:NoSchedule from "
+                                 f"{k8s.NODE}; removed node.cilium.io/agent-not-ready:NoSchedule from worker-2"])
+    document = json.loads(report.read_text())
+    assert document["cluster_cleanup"][0] == "helm release kube-system/cilium: uninstalled (installed by this run)"
+    assert removed_lease in document["cluster_cleanup"]
+    assert f"## Cluster cleanup\n\n- helm release kube-system/cilium: uninstalled" in markdown.read_text()
