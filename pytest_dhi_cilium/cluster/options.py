@@ -26,7 +26,7 @@ def add_cluster_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("dhi-cilium")
     group.addoption("--dhi-kubeconfig", dest="dhi_kubeconfig", default=None, metavar="PATH",
                     help="cluster tier: use this existing cluster instead of creating a kind cluster "
-                         "(nothing is created or deleted; the Cilium release is uninstalled at the end)")
+                         "(left as found: the Cilium release is uninstalled and what Cilium created is removed at the end)")
     group.addoption("--helm-bin", dest="helm_bin", default=None, metavar="PATH",
                     help="cluster tier: the helm binary (default: helm on PATH)")
     group.addoption("--dhi-cilium-chart", dest="dhi_cilium_chart", default=DEFAULT_CHART, metavar="CHART",
