@@ -542,7 +542,7 @@ def _healthz_problems(snap: Snapshot) -> tuple[list[str], list[str], list[str], 
             # The chart binds /healthz to 127.0.0.1 in the pod's network namespace; where we
             # cannot enter it, the kubelet's readiness probe (an HTTP GET of /healthz) is the witness.
             ready_since = _get(condition(pod, "Ready"), "lastTransitionTime", default="?")
-            witnesses.append(f"/healthz not reached by our GET"
+            witnesses.append("/healthz not reached by our GET"
                              + (f" ({seen[0].method}: {seen[0].error[:160]})" if seen else "")
                              + f"; witness: the kubelet's readiness probe {_probe_text(pod)} (Ready=True since "
                                f"{ready_since})")

@@ -118,7 +118,7 @@ def test_an_operator_ready_just_before_the_deadline_passes_only_with_the_window_
     """The issue's case: the agent never became ready, the wait gave up at its deadline with the
     operator just Ready; the operator's verdict rests on what the settle window then saw."""
     gave_up = "gave up after 10m00s; still pending: DaemonSet kube-system/cilium: numberReady 0 != 1"
-    agent_down = dict(daemonset=k8s.daemonset(ready=0, available=0), waited=gave_up)
+    agent_down = {"daemonset": k8s.daemonset(ready=0, available=0), "waited": gave_up}
     held = check.operator_healthy(k8s.snapshot(**agent_down))
     assert held.ok, held.explain()
     assert not check.cilium_ready(k8s.snapshot(**agent_down)).ok
