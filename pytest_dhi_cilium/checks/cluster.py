@@ -8,6 +8,8 @@ waiting and "is the operator healthy?" in the verdict are the same decision.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -27,6 +29,13 @@ LEASE_SKEW = 5.0  # seconds of clock difference tolerated between this host and 
 HOPELESS_REASONS = frozenset({"ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError",
                               "CreateContainerError", "RunContainerError"})
 CRASHLOOP_GIVE_UP = 3
+# What CreateUpdateCRD (pkg/k8s/apis/crdhelpers/register.go, 1.17 and 1.18) logs, with
+# name=<crd>, for a CRD it created, updated or found up to date: an operator that finds the CRD
+# current leaves the object untouched, so this line is the only trace that it checked it.
+CRD_CONFIRMED_LOG = "CRD (CustomResourceDefinition) is installed and up-to-date"
+# The operator's client-go user agent is the binary's base name (pkg/k8s/client/cell.go), which
+# the API server records as the manager of the fields it writes.
+OPERATOR_MANAGER_PREFIX = "cilium-operator"
 
 
 # -- observations (filled by cluster/, judged here) ----------------------------------------------
@@ -72,6 +81,26 @@ class ImageUnderTest:
     config_digest: str
 
 
+@dataclass(frozen=True)
+class SettleObservation:
+    """What the settle window actually saw of the operator's pods, apart from the window asked
+    for: ``outcome`` "held" (Ready, no restart, for ``observed`` seconds), "broke" (``detail``:
+    what broke it, after ``observed`` seconds) or "not started" (``detail``: why not)."""
+
+    outcome: str
+    observed: float = 0.0
+    started_at: datetime | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        since = f" from {self.started_at:%H:%M:%SZ}" if self.started_at else ""
+        if self.outcome == "held":
+            return f"held {self.observed:.0f}s{since}"
+        if self.outcome == "broke":
+            return f"broke after {self.observed:.0f}s{since}: {self.detail}"
+        return f"not started: {self.detail}"
+
+
 @dataclass
 class Snapshot:
     namespace: str
@@ -87,7 +116,10 @@ class Snapshot:
     users: list[ProcessUser] = field(default_factory=list)
     users_unobservable: str = ""  # why no process user could be read (BYO cluster, no node access)
     node_images: list[NodeImage] = field(default_factory=list)
-    settle: float = 0.0
+    settle: float = 0.0  # the configured settle window (seconds)
+    settle_observed: SettleObservation | None = None  # None: no settle window was run
+    operator_logs: dict[str, str] = field(default_factory=dict)  # pod -> current container's log, from its start
+    previous_logs: dict[str, str] = field(default_factory=dict)  # pod -> the crashed container's log tail
     waited: str = ""  # how the wait ended: "ready after 84s" / "gave up after 600s: ..."
     diagnostics: list[str] = field(default_factory=list)  # events, logs, helm values
     api_error: str = ""  # the API server could not be read for this snapshot
@@ -245,6 +277,25 @@ def hopeless(pods: list[dict]) -> str:
     return ""
 
 
+def settle_problems(snap: Snapshot) -> list[str]:
+    """What breaks the settle window: an operator pod not Ready, or restarted."""
+    if snap.api_error:
+        return []  # an unreadable API server says nothing about the pods; keep observing
+    return [p for pod in snap.pods for p in restart_problems(pod) + pod_readiness_problems(pod)]
+
+
+def settle_blocker(snap: Snapshot) -> str:
+    """Why the operator's settle window cannot start when the rollout wait ends ('' when it can):
+    the operator has no pod, cannot recover, or is not Ready with no restart to begin with."""
+    if not snap.api_error and not snap.pods:
+        return f"no pod of Deployment {OPERATOR_DEPLOYMENT} to watch"
+    stuck = hopeless(snap.pods)
+    if stuck:
+        return f"the operator cannot recover: {stuck}"
+    broken = settle_problems(snap)
+    return f"the operator was not Ready with no restart when the rollout wait ended: {broken[0]}" if broken else ""
+
+
 def _hostname(pod: dict) -> str:
     """What os.Hostname() returns in the pod: its node's name with hostNetwork."""
     if _get(pod, "spec", "hostNetwork"):
@@ -252,11 +303,26 @@ def _hostname(pod: dict) -> str:
     return _get(pod, "spec", "hostname") or _get(pod, "metadata", "name", default="")
 
 
+def container_started(pod: dict) -> datetime | None:
+    """When the operator container now running started (None: none is running)."""
+    return parse_time(_get(container_status(pod), "state", "running", "startedAt"))
+
+
+def _named_by(holder: str, pods: list[dict]) -> list[dict]:
+    """The pods whose hostname the identity ``<hostname>-<10 random chars>`` carries
+    (operator/cmd/root.go)."""
+    return [p for p in pods if holder and _hostname(p) and holder.startswith(f"{_hostname(p)}-")]
+
+
 def lease_holder(lease: dict | None, pods: list[dict]) -> dict | None:
-    """The operator pod whose identity holds the lease: the operator's identity is
-    ``<hostname>-<10 random chars>`` (operator/cmd/root.go)."""
-    holder = _get(lease, "spec", "holderIdentity", default="")
-    return next((p for p in pods if holder and _hostname(p) and holder.startswith(f"{_hostname(p)}-")), None)
+    """The operator pod whose process acquired the lease. The random part of the identity is
+    drawn by each process, and with hostNetwork the hostname is the node's, shared with every
+    earlier operator there; client-go keeps acquireTime only while one identity holds the lease,
+    so the holder is a pod named by the identity whose container started before that time."""
+    acquired = parse_time(_get(lease, "spec", "acquireTime"))
+    return next((p for p in _named_by(_get(lease, "spec", "holderIdentity", default=""), pods)
+                 if acquired and container_started(p)
+                 and (container_started(p) - acquired).total_seconds() <= LEASE_SKEW), None)
 
 
 def lease_problems(lease: dict | None, pods: list[dict], now: datetime) -> list[str]:
@@ -266,9 +332,22 @@ def lease_problems(lease: dict | None, pods: list[dict], now: datetime) -> list[
     holder = _get(lease, "spec", "holderIdentity", default="")
     if not holder:
         return [f"{where} is held by nobody (holderIdentity empty)"]
-    if lease_holder(lease, pods) is None:
+    named = _named_by(holder, pods)
+    if not named:
         hosts = ", ".join(f"{pod_name(p)} (hostname {_hostname(p)})" for p in pods) or "none"
         return [f"{where} is held by {holder!r}, which is none of the operator pods: {hosts}"]
+    acquired = _get(lease, "spec", "acquireTime")
+    if parse_time(acquired) is None:
+        return [f"{where}: held by {holder!r} with no acquireTime: which operator process acquired it is unknown"]
+    running = [p for p in named if container_started(p)]
+    if not running:
+        return [f"{where}: held by {holder!r} (acquired {acquired}), but no operator container of "
+                f"{', '.join(pod_name(p) for p in named)} is running to hold it"]
+    if lease_holder(lease, pods) is None:
+        starts = ", ".join(f"pod {pod_name(p)} container started "
+                           f"{_get(container_status(p), 'state', 'running', 'startedAt')}" for p in running)
+        return [f"{where}: held by {holder!r} since {acquired}, before this run's operator started "
+                f"({starts}): an earlier operator's lease, not this run's"]
     renewed = parse_time(_get(lease, "spec", "renewTime"))
     duration = _get(lease, "spec", "leaseDurationSeconds", default=15)
     if renewed is None:
@@ -289,6 +368,84 @@ def crd_problems(crds: dict[str, dict | None]) -> list[str]:
         elif not _is_true(crd, "Established"):
             problems.append(f"CRD {plural}.cilium.io: {_cond(crd, 'Established')}")
     return problems
+
+
+_LOGFMT_FIELD = re.compile(r'([\w.-]+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def log_fields(line: str) -> dict[str, str]:
+    """The fields of one operator log line: logfmt (logrus in 1.17, slog in 1.18) or JSON."""
+    if line.lstrip().startswith("{"):
+        try:
+            return {k: str(v) for k, v in json.loads(line).items()}
+        except (ValueError, AttributeError):
+            return {}
+    fields = {}
+    for key, value in _LOGFMT_FIELD.findall(line):
+        try:
+            fields[key] = json.loads(value) if value.startswith('"') else value
+        except ValueError:  # a Go escape JSON does not know: keep it as written
+            fields[key] = value.strip('"')
+    return fields
+
+
+def fatal_line(log: str) -> str:
+    """The operator's last ``level=fatal`` line (what it died of), as ``level=fatal msg="..."``."""
+    for line in reversed(log.splitlines()):
+        fields = log_fields(line)
+        if fields.get("level") == "fatal":
+            return f"level=fatal msg={json.dumps(fields.get('msg', line.strip()), ensure_ascii=False)}"
+    return ""
+
+
+def _pod_start(pod: dict) -> datetime | None:
+    return parse_time(_get(pod, "status", "startTime")) or parse_time(_get(pod, "metadata", "creationTimestamp"))
+
+
+def _since(value: str | None, start: datetime) -> bool:
+    when = parse_time(value)
+    return when is not None and (when - start).total_seconds() >= -LEASE_SKEW
+
+
+def _crd_touch(crd: dict, name: str, start: datetime, logs: dict[str, str]) -> str:
+    """How this run's operator established or re-confirmed the CRD ('' when nothing shows it).
+    An up-to-date CRD is left untouched by a starting operator, which only logs that it checked it."""
+    established = _get(condition(crd, "Established"), "lastTransitionTime")
+    if _since(established, start):
+        return f"Established at {established}, after this run's operator pod started"
+    for entry in _get(crd, "metadata", "managedFields", default=[]):
+        if entry.get("manager", "").startswith(OPERATOR_MANAGER_PREFIX) and _since(entry.get("time"), start):
+            return f"written by {entry['manager']} at {entry['time']} (managedFields, {entry.get('operation')})"
+    for pod, log in logs.items():
+        for line in log.splitlines():
+            fields = log_fields(line)
+            if fields.get("msg") == CRD_CONFIRMED_LOG and fields.get("name") == name:
+                return f"re-confirmed by pod {pod}, its log: {line.strip()}"
+    return ""
+
+
+def crd_run_problems(snap: Snapshot) -> tuple[list[str], list[str]]:
+    """The Established CRDs this run's operator did not establish or re-confirm (a previous
+    run's CRDs prove nothing about today's operator), and the evidence for those it did."""
+    starts = [t for t in map(_pod_start, snap.pods) if t]
+    if not starts:
+        return ["no start time of an operator pod of this run: its CRDs cannot be told from earlier ones"], []
+    start = min(starts)
+    problems, evidence = [], []
+    for plural in OPERATOR_CRDS:
+        crd, name = snap.crds.get(plural), f"{plural}.cilium.io"
+        if crd is None or not _is_true(crd, "Established"):
+            continue  # crd_problems names it
+        touch = _crd_touch(crd, name, start, snap.operator_logs)
+        if touch:
+            evidence.append(f"CRD {name}: {touch}")
+        else:
+            problems.append(
+                f"CRD {name}: Established since {_get(condition(crd, 'Established'), 'lastTransitionTime')}, "
+                f"before this run's operator pod started ({start:%Y-%m-%dT%H:%M:%SZ}), and not re-confirmed by it: "
+                f"no write by {OPERATOR_MANAGER_PREFIX}* since (managedFields), no {CRD_CONFIRMED_LOG!r} line "
+                f"for it in the operator's log")
+    return problems, evidence
 
 
 def daemonset_problems(ds: dict | None) -> list[str]:
@@ -359,8 +516,15 @@ def _readiness_probe_is_healthz(pod: dict) -> bool:
     return probe.get("path") == "/healthz"
 
 
-def _healthz_problems(snap: Snapshot) -> tuple[list[str], list[str], list[str]]:
-    problems, evidence, notes = [], [], []
+def _probe_text(pod: dict) -> str:
+    probe = _get(container_spec(pod), "readinessProbe", "httpGet", default={})
+    return f"GET {probe.get('host', '<pod IP>')}:{probe.get('port')}{probe.get('path')}"
+
+
+def _healthz_problems(snap: Snapshot) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Problems, evidence, notes, and per pod the witness of a 200: our own GET (from where,
+    which URL, what answer) or, where no GET of ours reached it, the kubelet's readiness probe."""
+    problems, evidence, notes, witnesses = [], [], [], []
     for pod in snap.pods:
         name = pod_name(pod)
         seen = [h for h in snap.healthz if h.pod == name]
@@ -370,46 +534,98 @@ def _healthz_problems(snap: Snapshot) -> tuple[list[str], list[str], list[str]]:
             answer = f"HTTP {h.status} {h.body[:80]!r}" if h.status is not None else f"unreachable: {h.error}"
             evidence.append(f"/healthz of {name} via {h.method} ({h.url}): {answer}")
         if good:
+            witnesses.append(f"/healthz 200 to our GET {good[0].url} via {good[0].method}")
             continue
         if answered:
             problems.append(f"pod {name}: /healthz answered HTTP {answered[0].status} via {answered[0].method}")
         elif _is_true(pod, "Ready") and _readiness_probe_is_healthz(pod):
             # The chart binds /healthz to 127.0.0.1 in the pod's network namespace; where we
             # cannot enter it, the kubelet's readiness probe (an HTTP GET of /healthz) is the witness.
+            ready_since = _get(condition(pod, "Ready"), "lastTransitionTime", default="?")
+            witnesses.append("/healthz not reached by our GET"
+                             + (f" ({seen[0].method}: {seen[0].error[:160]})" if seen else "")
+                             + f"; witness: the kubelet's readiness probe {_probe_text(pod)} (Ready=True since "
+                               f"{ready_since})")
             notes.append(f"{name}: /healthz not reachable from here; the kubelet's readiness probe "
-                         "GET /healthz succeeds (Ready=True)")
+                         f"{_probe_text(pod)} succeeds (Ready=True since {ready_since})")
         else:
             problems.append(f"pod {name}: /healthz not observed answering 200"
                             + (f" ({seen[0].error})" if seen and seen[0].error else ""))
-    return problems, evidence, notes
+    return problems, evidence, notes, witnesses
+
+
+def crash_problems(snap: Snapshot) -> list[str]:
+    """Operator containers crash-looping (or just exited), each led by what the operator said as
+    it died: the last ``level=fatal`` line of the log of the container that exited."""
+    problems = []
+    for pod in snap.pods:
+        cs, name = container_status(pod) or {}, pod_name(pod)
+        exited_now = _get(cs, "state", "terminated")
+        if _get(cs, "state", "waiting", "reason") != "CrashLoopBackOff" and not exited_now:
+            continue
+        # The kubelet serves the exited container's log as the current one while it is the
+        # current state, and as the previous one once a back-off or a new container follows.
+        last = exited_now or _get(cs, "lastState", "terminated", default={})
+        fatal = fatal_line((snap.operator_logs if exited_now else snap.previous_logs).get(name, ""))
+        state = "exited" if exited_now else "CrashLoopBackOff"
+        problems.append(f"pod {name}: {state}, {cs.get('restartCount', 0)} restart(s), last exit "
+                        f"{last.get('exitCode', '?')} ({last.get('reason', '?')}) at {last.get('finishedAt', '?')}: "
+                        + (fatal or "no level=fatal line in the exited container's log"))
+    return problems
+
+
+def _settle_window_problems(snap: Snapshot) -> list[str]:
+    seen, window = snap.settle_observed, snap.settle
+    if seen is None:
+        return [f"the operator was not watched over a settle window ({window:.0f}s configured)"]
+    if seen.outcome == "not started":
+        return [f"settle window of {window:.0f}s not started: {seen.detail}"]
+    if seen.outcome == "broke":
+        return [f"settle window broke after {seen.observed:.0f}s of {window:.0f}s: {seen.detail}"]
+    if seen.observed < window:
+        return [f"the operator pods were watched {seen.observed:.0f}s, less than the {window:.0f}s settle window"]
+    return []
 
 
 # -- the checks ----------------------------------------------------------------------------------
 
 
 def operator_healthy(snap: Snapshot) -> Verdict:
-    expectation = (f"Deployment {OPERATOR_DEPLOYMENT} Available and rolled out; its pods Ready with no "
-                   f"restart after a {snap.settle:.0f}s settle window; /healthz 200; lease {LEASE_NAME} held "
-                   f"by an operator pod; CRDs {', '.join(OPERATOR_CRDS)} Established")
-    problems = deployment_problems(snap.deployment)
+    expectation = (f"Deployment {OPERATOR_DEPLOYMENT} Available and rolled out; its pods watched Ready with no "
+                   f"restart for the whole {snap.settle:.0f}s settle window; /healthz 200; lease {LEASE_NAME} "
+                   f"acquired and renewed by an operator pod of this run; CRDs {', '.join(OPERATOR_CRDS)} "
+                   "Established, and established or re-confirmed by this run's operator")
+    # A crash loop leads with what the operator died of; then what the settle window saw.
+    problems = crash_problems(snap) + _settle_window_problems(snap) + deployment_problems(snap.deployment)
     if snap.deployment is not None and not snap.pods:
         problems.append(f"Deployment {OPERATOR_DEPLOYMENT} has no pod")
     for pod in snap.pods:
         problems += pod_readiness_problems(pod) + restart_problems(pod)
-    health_problems, evidence, notes = _healthz_problems(snap)
+    health_problems, evidence, notes, witnesses = _healthz_problems(snap)
     problems += health_problems
     problems += lease_problems(snap.lease, snap.pods, snap.taken_at)
     problems += crd_problems(snap.crds)
+    crd_problems_of_run, crd_evidence = crd_run_problems(snap)
+    problems += crd_problems_of_run
     evidence = [_pod_line(p) for p in snap.pods] + evidence
+    if snap.settle_observed is not None:
+        evidence.append(f"settle window ({snap.settle:.0f}s configured): {snap.settle_observed.describe()}")
     if problems:
-        return _failed("operator-healthy", problems, evidence, snap, expectation=expectation, notes=notes)
+        return _failed("operator-healthy", problems, evidence + crd_evidence, snap, expectation=expectation,
+                       notes=notes)
     holder = lease_holder(snap.lease, snap.pods)
     evidence.append(f"Lease {LEASE_NAME}: holderIdentity {_get(snap.lease, 'spec', 'holderIdentity')!r} "
-                    f"= pod {pod_name(holder)}, renewed {_get(snap.lease, 'spec', 'renewTime')}")
-    evidence.append(f"CRDs Established: {', '.join(p + '.cilium.io' for p in OPERATOR_CRDS)}")
+                    f"= pod {pod_name(holder)}, acquired {_get(snap.lease, 'spec', 'acquireTime')} (its container "
+                    f"started {_get(container_status(holder), 'state', 'running', 'startedAt')}), renewed "
+                    f"{_get(snap.lease, 'spec', 'renewTime')}")
+    evidence += crd_evidence
+    seen = snap.settle_observed
     return passed("operator-healthy",
                   f"{len(snap.pods)}/{_get(snap.deployment, 'spec', 'replicas', default=1)} operator pod(s) "
-                  f"Ready with no restart over {snap.settle:.0f}s, /healthz 200, lease held, CRDs Established",
+                  f"Ready with no restart, watched {seen.observed:.0f}s"
+                  + (f" from {seen.started_at:%H:%M:%SZ}" if seen.started_at else "")
+                  + f" (the whole {snap.settle:.0f}s settle window); {'; '.join(witnesses)}; lease acquired and "
+                    f"renewed by pod {pod_name(holder)}; CRDs established or re-confirmed by this run's operator",
                   evidence=evidence, expectation=expectation, notes=notes)
 
 

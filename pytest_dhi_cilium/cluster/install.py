@@ -7,9 +7,11 @@ import os
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 
-from ..checks.cluster import (LEASE_NAME, ImageUnderTest, ProcessUser, Snapshot, Upgrade, container_status,
-                              hopeless, pod_name, pod_readiness_problems, restart_problems, rollout_pending)
+from ..checks.cluster import (LEASE_NAME, OPERATOR_CONTAINER, ImageUnderTest, ProcessUser, SettleObservation,
+                              Snapshot, Upgrade, container_status, hopeless, pod_name, rollout_pending,
+                              settle_blocker, settle_problems)
 from ..image.reference import DAEMON, Reference, image_tags, tag_of
 from ..signals import sigterm_as_interrupt
 from . import diagnostics, leftovers
@@ -17,7 +19,9 @@ from .helm import NAMESPACE, RELEASE, Helm, HelmError, chart_version
 from .kind import LoadError, in_cluster_name, kind_cluster, load_image
 from .nodes import NodeShell
 from .options import ClusterSettings
-from .waiting import Progress, elapsed_text, hold_for, wait_for
+from .waiting import Progress, hold_for, wait_for
+
+LOG_HEAD_BYTES = 1 << 20  # of each operator log read from its start: its start-up is a few hundred lines
 
 
 class InstallError(Exception):
@@ -214,10 +218,17 @@ def _observe(env: ClusterEnv) -> Snapshot:
     return env.kube.observe(NAMESPACE)
 
 
-def _settle_problems(snap: Snapshot) -> list[str]:
-    if snap.api_error:
-        return []  # an unreadable API server says nothing about the pods; keep observing
-    return [p for pod in snap.pods for p in restart_problems(pod) + pod_readiness_problems(pod)]
+def _settle(env: ClusterEnv, snap: Snapshot) -> tuple[Snapshot, SettleObservation]:
+    """Watch the operator's pods (only them: the agents do not decide its verdict) for the whole
+    settle window, however the rollout wait ended — unless watching is pointless."""
+    blocker = settle_blocker(snap)
+    if blocker:
+        env.progress.line(f"operator settle window not started: {blocker}")
+        return snap, SettleObservation("not started", detail=blocker)
+    started = datetime.now(timezone.utc)
+    held = hold_for(lambda: _observe(env), settle_problems, window=env.settings.settle,
+                    what="operator settle window", progress=env.progress)
+    return held.state, SettleObservation("held" if held.ok else "broke", held.elapsed, started, held.hopeless)
 
 
 def deploy(env: ClusterEnv, image: str, version: str | None, settle: bool = True) -> Snapshot:
@@ -239,12 +250,11 @@ def deploy(env: ClusterEnv, image: str, version: str | None, settle: bool = True
     waited = wait_for(lambda: _observe(env), rollout_pending, hopeless=lambda snap: hopeless(snap.pods),
                       deadline=s.timeout, what="the Cilium rollout", progress=env.progress)
     snap, how = waited.state, waited.describe()
-    if waited.ok and settle and s.settle > 0:
-        held = hold_for(lambda: _observe(env), _settle_problems, window=s.settle,
-                        what="operator settle window", progress=env.progress)
-        snap = held.state
-        how += f"; settle window: {'held ' + elapsed_text(held.elapsed) if held.ok else held.hopeless}"
-    return replace(snap, waited=how, settle=s.settle)
+    observed = None
+    if settle:
+        snap, observed = _settle(env, snap)
+        how += f"; operator settle window: {observed.describe()}"
+    return replace(snap, waited=how, settle=s.settle, settle_observed=observed)
 
 
 def _kubelet_user(pod: dict) -> ProcessUser | None:
@@ -280,9 +290,21 @@ def observe_deep(env: ClusterEnv, snap: Snapshot, image_name: str) -> Snapshot:
     for node, is_kind in kind_nodes.items():
         if is_kind:
             node_images.append(env.nodes.image(node, image_name))
+    current_logs, previous_logs = _operator_logs(env, snap.pods)
     return replace(snap, healthz=healthz, users=users, users_unobservable="; ".join(unobservable),
-                   node_images=node_images,
+                   node_images=node_images, operator_logs=current_logs, previous_logs=previous_logs,
                    diagnostics=diagnostics.gather(env.kube, env.helm, snap.pods))
+
+
+def _operator_logs(env: ClusterEnv, pods: list[dict]) -> tuple[dict[str, str], dict[str, str]]:
+    """The logs the verdict reads: each pod's current container from its start (the lines a
+    starting operator writes about its CRDs come early), and the exited container's tail."""
+    current, previous = {}, {}
+    for pod in pods:
+        current[pod_name(pod)] = env.kube.logs(pod, OPERATOR_CONTAINER, lines=None, limit_bytes=LOG_HEAD_BYTES)
+        if ((container_status(pod) or {}).get("lastState") or {}).get("terminated"):
+            previous[pod_name(pod)] = env.kube.logs(pod, OPERATOR_CONTAINER, previous=True)
+    return current, previous
 
 
 def _bring_in(env: ClusterEnv, ref: Reference, names: list[str], digest: str = "") -> str:

@@ -86,11 +86,13 @@ class Kube:
         except Exception as exc:
             return Healthz(pod_name(pod), "pod proxy", url, None, error=f"{type(exc).__name__}: {exc}"[:300])
 
-    def logs(self, pod: dict, container: str, previous: bool = False, lines: int = 100) -> str:
+    def logs(self, pod: dict, container: str, previous: bool = False, lines: int | None = 100,
+             limit_bytes: int | None = None) -> str:
+        """The last ``lines`` lines, or (``lines=None``) the log from its start, up to ``limit_bytes``."""
         meta = pod.get("metadata") or {}
         try:
             return self.core.read_namespaced_pod_log(meta.get("name"), meta.get("namespace"), container=container,
-                                                     tail_lines=lines, previous=previous,
+                                                     tail_lines=lines, previous=previous, limit_bytes=limit_bytes,
                                                      _request_timeout=self.timeout)
         except Exception as exc:
             return f"(logs unavailable: {type(exc).__name__}: {str(exc).strip()[:200]})"

@@ -78,7 +78,7 @@ def operator_pod(name="cilium-operator-6d8c7b9f5-x2k4q", *, image=IMAGE,
         status["user"] = {"linux": {"uid": uid, "gid": uid, "supplementalGroups": [uid]}}
     return {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "uid": "0f6c1b2a-" + name[-5:],
+        "metadata": {"name": name, "namespace": NS, "uid": "0f6c1b2a-" + name[-5:], "creationTimestamp": ts(90),
                      "labels": {"io.cilium/app": "operator", "name": "cilium-operator",
                                 "pod-template-hash": "6d8c7b9f5"}},
         "spec": {
@@ -95,7 +95,7 @@ def operator_pod(name="cilium-operator-6d8c7b9f5-x2k4q", *, image=IMAGE,
             }],
         },
         "status": {
-            "phase": "Running", "hostIP": "172.18.0.2", "podIP": "172.18.0.2",
+            "phase": "Running", "hostIP": "172.18.0.2", "podIP": "172.18.0.2", "startTime": ts(88),
             "conditions": [
                 {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": ts(85)},
                 {"type": "Initialized", "status": "True", "lastTransitionTime": ts(86)},
@@ -126,8 +126,10 @@ def crashlooping(pod: dict, restarts: int = 4) -> dict:
     return pod
 
 
-def lease(holder=f"{NODE}-kXq4tRbn2w", renewed_ago=3.0, duration=15) -> dict:
-    spec = {"leaseDurationSeconds": duration, "acquireTime": ts(70), "leaseTransitions": 0}
+def lease(holder=f"{NODE}-kXq4tRbn2w", renewed_ago=3.0, duration=15, acquired_ago=70) -> dict:
+    spec = {"leaseDurationSeconds": duration, "leaseTransitions": 0}
+    if acquired_ago is not None:
+        spec["acquireTime"] = (NOW - timedelta(seconds=acquired_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if holder is not None:
         spec["holderIdentity"] = holder
     if renewed_ago is not None:
@@ -136,16 +138,25 @@ def lease(holder=f"{NODE}-kXq4tRbn2w", renewed_ago=3.0, duration=15) -> dict:
             "metadata": {"name": "cilium-operator-resource-lock", "namespace": NS}, "spec": spec}
 
 
-def crd(plural: str, established: bool = True) -> dict:
+def crd(plural: str, established: bool = True, created_ago: float = 60) -> dict:
+    """As the operator creates it (``created_ago`` seconds before NOW: 60 is by this run's operator)."""
     conditions = [{"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                   "message": "no conflicts found", "lastTransitionTime": ts(60)}]
+                   "message": "no conflicts found", "lastTransitionTime": ts(created_ago)}]
     conditions.append({"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                       "message": "the initial names have been accepted", "lastTransitionTime": ts(60)}
+                       "message": "the initial names have been accepted", "lastTransitionTime": ts(created_ago)}
                       if established else
                       {"type": "Established", "status": "False", "reason": "Installing",
                        "message": "the initial names have not been accepted", "lastTransitionTime": ts(1)})
     return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.cilium.io"},
+            "metadata": {"name": f"{plural}.cilium.io", "creationTimestamp": ts(created_ago),
+                         "labels": {"io.cilium.k8s.crd.schema.version": "1.30.8"},
+                         "managedFields": [
+                             {"manager": "cilium-operator-generic", "operation": "Update",
+                              "apiVersion": "apiextensions.k8s.io/v1", "time": ts(created_ago),
+                              "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}, "f:spec": {}}},
+                             {"manager": "kube-apiserver", "operation": "Update", "subresource": "status",
+                              "apiVersion": "apiextensions.k8s.io/v1", "time": ts(created_ago),
+                              "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}]},
             "spec": {"group": "cilium.io", "names": {"plural": plural}, "scope": "Cluster"},
             "status": {"conditions": conditions}}
 
@@ -188,7 +199,7 @@ def node(ready=True, arch="amd64", name=NODE, taints=None) -> dict:
 
 
 def snapshot(**overrides):
-    from pytest_dhi_cilium.checks.cluster import Healthz, NodeImage, ProcessUser, Snapshot
+    from pytest_dhi_cilium.checks.cluster import Healthz, NodeImage, ProcessUser, SettleObservation, Snapshot
 
     pod = operator_pod()
     values = dict(
@@ -197,7 +208,8 @@ def snapshot(**overrides):
         healthz=[Healthz(f"{NS}/{pod['metadata']['name']}", "node netns", "http://127.0.0.1:9234/healthz", 200, "ok")],
         users=[ProcessUser(f"{NS}/{pod['metadata']['name']}", 65532, 65532, f"/proc/4242/status on node {NODE}")],
         node_images=[NodeImage(NODE, IMAGE, CONFIG_DIGEST, (f"docker.io/acme/dhi-cilium-operator-generic@{NODE_DIGEST}",))],
-        settle=30.0, waited="converged after 1m12s",
+        settle=30.0, settle_observed=SettleObservation("held", 30.0, NOW - timedelta(seconds=31)),
+        waited="converged after 1m12s; operator settle window: held 30s",
         diagnostics=["events of pod kube-system/cilium-operator-6d8c7b9f5-x2k4q:\n  (none)"],
     )
     values.update(overrides)

@@ -8,6 +8,7 @@ from pytest_dhi_cilium.checks import cluster as check
 from pytest_dhi_cilium.checks.cluster import Healthz, ImageUnderTest, NodeImage, ProcessUser, Upgrade
 from pytest_dhi_cilium.checks.users import RuntimeUser
 
+k8s_NODE = "dhi-cilium-control-plane"  # conftest's NODE (parametrize ids are built before fixtures)
 NONROOT = RuntimeUser("nonroot", 65532, 65532, "nonroot", "/home/nonroot")
 
 
@@ -25,15 +26,35 @@ def restarted(pod, count=1):
 def test_healthy_install_passes(k8s):
     verdict = check.operator_healthy(k8s.snapshot())
     assert verdict.ok, verdict.explain()
-    assert "1/1 operator pod(s) Ready with no restart over 30s" in verdict.message
-    assert any(f"holderIdentity '{k8s.NODE}-kXq4tRbn2w'" in e for e in verdict.evidence)
+    assert verdict.message == (
+        "1/1 operator pod(s) Ready with no restart, watched 30s from 11:39:29Z (the whole 30s settle window); "
+        "/healthz 200 to our GET http://127.0.0.1:9234/healthz via node netns; lease acquired and renewed by pod "
+        f"{k8s.POD}; CRDs established or re-confirmed by this run's operator")
+    assert any(f"holderIdentity '{k8s.NODE}-kXq4tRbn2w'" in e and "acquired 2025-06-12T11:38:50" in e
+               and "its container started 2025-06-12T11:38:40Z" in e for e in verdict.evidence)
+    assert "CRD ciliumnodes.cilium.io: Established at 2025-06-12T11:39:00Z, after this run's operator pod started" \
+        in verdict.evidence
+
+
+GOPS_CRASH_LOG = (  # the previous container of operator 1.17.5 in the DHI layout without a writable gops dir
+    'time="2025-06-12T11:39:30.402Z" level=info msg="Cilium Operator 1.17.5 69aab28cf1 2025-06-12T11:29:27+00:00 '
+    'go version go1.27.3 linux/amd64" subsys=cilium-operator-generic\n'
+    'time="2025-06-12T11:39:30.512Z" level=error msg="Start hook failed" error="mkdir /home: permission denied" '
+    'function="gops.registerGopsHooks.func1 (pkg/gops/cell.go:43)" subsys=hive\n'
+    'time="2025-06-12T11:39:30.513Z" level=fatal msg="failed to start: mkdir /home: permission denied" '
+    'subsys=cilium-operator-generic\n')
 
 
 def test_crashloopbackoff_fails_naming_pod_reason_and_last_exit(k8s):
     pod = k8s.crashlooping(k8s.operator_pod())
     dep = k8s.deployment(ready=0, available=0, available_cond="False")
-    verdict = check.operator_healthy(k8s.snapshot(pods=[pod], deployment=dep))
+    not_started = check.SettleObservation("not started", detail="the operator cannot recover: ...")
+    verdict = check.operator_healthy(k8s.snapshot(pods=[pod], deployment=dep, settle_observed=not_started,
+                                                  previous_logs={k8s.POD: GOPS_CRASH_LOG}))
     assert not verdict.ok
+    assert verdict.message.startswith(  # the crash loop and what the operator died of lead
+        f"pod {k8s.POD}: CrashLoopBackOff, 4 restart(s), last exit 1 (Error) at 2025-06-12T11:39:31Z: "
+        'level=fatal msg="failed to start: mkdir /home: permission denied" (+')
     text = verdict.explain()
     assert "readyReplicas 0 != replicas 1" in text
     assert f"pod {k8s.POD}: container cilium-operator waiting: CrashLoopBackOff (back-off 1m20s" in text
@@ -43,6 +64,82 @@ def test_crashloopbackoff_fails_naming_pod_reason_and_last_exit(k8s):
     assert "Deployment cilium-operator conditions: Available=False" in text
     assert f"events of pod {k8s.POD}" in text
     assert "wait: converged after 1m12s" in text
+    assert "settle window of 30s not started: the operator cannot recover" in text
+
+
+def test_crash_without_a_fatal_line_says_so(k8s):
+    pod = k8s.crashlooping(k8s.operator_pod())
+    assert check.crash_problems(k8s.snapshot(pods=[pod])) == [
+        f"pod {k8s.POD}: CrashLoopBackOff, 4 restart(s), last exit 1 (Error) at 2025-06-12T11:39:31Z: "
+        "no level=fatal line in the exited container's log"]
+
+
+def test_a_container_that_just_exited_leads_with_its_own_log(k8s):
+    pod = k8s.crashlooping(k8s.operator_pod())
+    cs = pod["status"]["containerStatuses"][0]
+    cs["state"] = {"terminated": {"exitCode": 255, "reason": "Error", "finishedAt": "2025-06-12T11:39:58Z"}}
+    slog_fatal = ('time=2025-06-12T11:39:58.120Z level=fatal msg="failed to start: mkdir /nonexistent: permission '
+                  'denied" module=operator\n')
+    snap = k8s.snapshot(pods=[pod], operator_logs={k8s.POD: slog_fatal}, previous_logs={k8s.POD: GOPS_CRASH_LOG})
+    assert check.crash_problems(snap) == [
+        f"pod {k8s.POD}: exited, 4 restart(s), last exit 255 (Error) at 2025-06-12T11:39:58Z: "
+        'level=fatal msg="failed to start: mkdir /nonexistent: permission denied"']
+
+
+@pytest.mark.parametrize("log, expected", [
+    (GOPS_CRASH_LOG, 'level=fatal msg="failed to start: mkdir /home: permission denied"'),
+    ('{"level":"fatal","msg":"failed to start: Get \\"http://127.0.0.1:8080/api\\": refused","time":"x"}\n',
+     'level=fatal msg="failed to start: Get \\"http://127.0.0.1:8080/api\\": refused"'),
+    ('level=info msg="Leading the operator HA deployment"\n', ""),
+    ("(logs unavailable: ApiException: (400))", ""),
+])
+def test_fatal_line_in_logfmt_and_json_logs(log, expected):
+    assert check.fatal_line(log) == expected
+
+
+# -- the settle window -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("observed, expected", [
+    (None, "the operator was not watched over a settle window (30s configured)"),
+    (check.SettleObservation("not started", detail="no pod of Deployment cilium-operator to watch"),
+     "settle window of 30s not started: no pod of Deployment cilium-operator to watch"),
+    (check.SettleObservation("broke", 12.0, detail="pod x: Ready=False"),
+     "settle window broke after 12s of 30s: pod x: Ready=False"),
+    (check.SettleObservation("held", 10.0), "the operator pods were watched 10s, less than the 30s settle window"),
+])
+def test_operator_healthy_needs_the_whole_settle_window_observed(k8s, observed, expected):
+    verdict = check.operator_healthy(k8s.snapshot(settle_observed=observed))
+    assert not verdict.ok
+    assert verdict.message == expected
+
+
+def test_an_operator_ready_just_before_the_deadline_passes_only_with_the_window_held(k8s):
+    """The issue's case: the agent never became ready, the wait gave up at its deadline with the
+    operator just Ready; the operator's verdict rests on what the settle window then saw."""
+    gave_up = "gave up after 10m00s; still pending: DaemonSet kube-system/cilium: numberReady 0 != 1"
+    agent_down = {"daemonset": k8s.daemonset(ready=0, available=0), "waited": gave_up}
+    held = check.operator_healthy(k8s.snapshot(**agent_down))
+    assert held.ok, held.explain()
+    assert not check.cilium_ready(k8s.snapshot(**agent_down)).ok
+    broke = check.operator_healthy(k8s.snapshot(**agent_down, settle_observed=check.SettleObservation(
+        "broke", 6.0, k8s.NOW, f"pod {k8s.POD}: container cilium-operator restarted 1 time(s)")))
+    assert broke.message == (f"settle window broke after 6s of 30s: pod {k8s.POD}: container cilium-operator "
+                             "restarted 1 time(s)")
+    assert f"wait: {gave_up}" in broke.explain()
+
+
+def test_settle_blocker_says_why_watching_is_pointless(k8s):
+    assert check.settle_blocker(k8s.snapshot()) == ""
+    assert check.settle_blocker(k8s.snapshot(pods=[])) == "no pod of Deployment cilium-operator to watch"
+    crashing = k8s.snapshot(pods=[k8s.crashlooping(k8s.operator_pod(), restarts=3)])
+    assert check.settle_blocker(crashing).startswith(
+        f"the operator cannot recover: pod {k8s.POD}: container cilium-operator CrashLoopBackOff after 3 restart(s)")
+    starting = k8s.snapshot(pods=[k8s.operator_pod(ready=False)])
+    assert check.settle_blocker(starting) == (
+        f"the operator was not Ready with no restart when the rollout wait ended: pod {k8s.POD}: Ready=False "
+        "(ContainersNotReady: containers with unready status: [cilium-operator])")
+    assert check.settle_blocker(check.Snapshot(k8s.NS, k8s.NOW, api_error="timeout")) == ""  # watch anyway
 
 
 def test_restart_during_the_settle_window_fails_even_when_ready_again(k8s):
@@ -59,11 +156,34 @@ def test_restart_during_the_settle_window_fails_even_when_ready_again(k8s):
      "is held by 'some-other-node-Zz9Yy8Xx7W', which is none of the operator pods"),
     ({"renewed_ago": 60}, "expired: last renewed 60s ago, leaseDurationSeconds 15"),
     ({"renewed_ago": None}, "never renewed"),
+    # a previous run's operator on the same node: the hostname matches, the time does not
+    ({"acquired_ago": 3600, "holder": f"{k8s_NODE}-Pr3v10usRn"},
+     f"held by '{k8s_NODE}-Pr3v10usRn' since 2025-06-12T10:40:00.000000Z, before this run's operator started "
+     f"(pod kube-system/cilium-operator-6d8c7b9f5-x2k4q container started 2025-06-12T11:38:40Z): an earlier "
+     "operator's lease, not this run's"),
+    ({"acquired_ago": None}, "with no acquireTime: which operator process acquired it is unknown"),
 ])
 def test_lease_problems_fail(k8s, lease_kw, expected):
     verdict = check.operator_healthy(k8s.snapshot(lease=None if lease_kw is None else k8s.lease(**lease_kw)))
     assert not verdict.ok
     assert expected in verdict.message
+
+
+def test_an_earlier_lease_keeps_the_rollout_pending(k8s):
+    """The waiter waits for this run's operator to take the lease, not for any holder."""
+    earlier = k8s.lease(acquired_ago=3600, renewed_ago=1)
+    assert any("an earlier operator's lease" in p for p in check.rollout_pending(k8s.snapshot(lease=earlier)))
+
+
+def test_a_lease_taken_by_the_restarted_container_is_its_own(k8s):
+    pod = restarted(k8s.operator_pod())
+    pod["status"]["containerStatuses"][0]["state"] = {"running": {"startedAt": k8s.ts(20)}}
+    assert check.lease_problems(k8s.lease(acquired_ago=10), [pod], k8s.NOW) == []
+    assert "an earlier operator's lease" in check.lease_problems(k8s.lease(acquired_ago=70), [pod], k8s.NOW)[0]
+    crashing = k8s.crashlooping(k8s.operator_pod())
+    assert check.lease_problems(k8s.lease(), [crashing], k8s.NOW) == [
+        f"Lease kube-system/cilium-operator-resource-lock: held by '{k8s.NODE}-kXq4tRbn2w' (acquired "
+        f"2025-06-12T11:38:50.000000Z), but no operator container of {k8s.POD} is running to hold it"]
 
 
 def test_lease_of_a_pod_network_pod_is_matched_by_pod_name(k8s):
@@ -80,6 +200,49 @@ def test_crd_not_established_fails(k8s):
     assert not verdict.ok
     assert verdict.message == ("CRD ciliumnodes.cilium.io: Established=False (Installing: the initial "
                                "names have not been accepted)")
+
+
+def test_crds_of_an_earlier_run_do_not_count_for_a_crashlooping_operator(k8s):
+    old = {p: k8s.crd(p, created_ago=86400) for p in check.OPERATOR_CRDS}
+    pod = k8s.crashlooping(k8s.operator_pod())
+    verdict = check.operator_healthy(k8s.snapshot(pods=[pod], crds=old, previous_logs={k8s.POD: GOPS_CRASH_LOG}))
+    assert not verdict.ok
+    assert verdict.message.startswith(f"pod {k8s.POD}: CrashLoopBackOff")
+    assert ("CRD ciliumnodes.cilium.io: Established since 2025-06-11T11:40:00Z, before this run's operator pod "
+            "started (2025-06-12T11:38:32Z), and not re-confirmed by it: no write by cilium-operator* since "
+            "(managedFields), no 'CRD (CustomResourceDefinition) is installed and up-to-date' line for it in the "
+            "operator's log") in verdict.explain()
+
+
+CONFIRMED_1_17 = ('time="2025-06-12T11:38:41.2Z" level=info msg="CRD (CustomResourceDefinition) is installed and '
+                  'up-to-date" name={name} subsys=k8s')
+CONFIRMED_1_18 = ('time=2025-06-12T11:38:41.200Z level=info msg="CRD (CustomResourceDefinition) is installed and '
+                  'up-to-date" module=operator.create-crds name={name}')
+
+
+@pytest.mark.parametrize("line", [CONFIRMED_1_17, CONFIRMED_1_18], ids=["1.17-logrus", "1.18-slog"])
+def test_crds_of_an_earlier_run_count_when_this_operator_logs_it_checked_them(k8s, line):
+    old = {p: k8s.crd(p, created_ago=86400) for p in check.OPERATOR_CRDS}
+    log = "\n".join(line.format(name=f"{p}.cilium.io") for p in check.OPERATOR_CRDS)
+    verdict = check.operator_healthy(k8s.snapshot(crds=old, operator_logs={k8s.POD: log}))
+    assert verdict.ok, verdict.explain()
+    assert (f"CRD ciliumnodes.cilium.io: re-confirmed by pod {k8s.POD}, its log: "
+            f"{line.format(name='ciliumnodes.cilium.io')}") in verdict.evidence
+    one_missing = "\n".join(line.format(name=f"{p}.cilium.io") for p in check.OPERATOR_CRDS[1:])
+    verdict = check.operator_healthy(k8s.snapshot(crds=old, operator_logs={k8s.POD: one_missing}))
+    assert verdict.message.startswith(f"CRD {check.OPERATOR_CRDS[0]}.cilium.io: Established since")
+
+
+def test_a_crd_updated_by_this_operator_counts_and_the_api_servers_status_write_does_not(k8s):
+    updated = k8s.crd("ciliumnodes", created_ago=86400)
+    updated["metadata"]["managedFields"][0]["time"] = k8s.ts(50)
+    status_only = k8s.crd("ciliumidentities", created_ago=86400)
+    status_only["metadata"]["managedFields"][1]["time"] = k8s.ts(50)
+    crds = k8s.all_crds(ciliumnodes=updated)
+    assert ("CRD ciliumnodes.cilium.io: written by cilium-operator-generic at 2025-06-12T11:39:10Z "
+            "(managedFields, Update)") in check.operator_healthy(k8s.snapshot(crds=crds)).evidence
+    verdict = check.operator_healthy(k8s.snapshot(crds=k8s.all_crds(ciliumidentities=status_only)))
+    assert verdict.message.startswith("CRD ciliumidentities.cilium.io: Established since 2025-06-11T11:40:00Z")
 
 
 def test_missing_crd_fails(k8s):
@@ -115,11 +278,22 @@ def test_healthz_unreachable_falls_back_to_the_readiness_probe_only_when_ready(k
                           error="error trying to reach service: dial tcp 172.18.0.2:9234: connect: connection refused")
     verdict = check.operator_healthy(k8s.snapshot(healthz=[unreachable]))
     assert verdict.ok, verdict.explain()
-    assert any("readiness probe GET /healthz succeeds" in n for n in verdict.notes)
+    assert ("/healthz not reached by our GET (pod proxy: error trying to reach service: dial tcp 172.18.0.2:9234: "
+            "connect: connection refused); witness: the kubelet's readiness probe GET 127.0.0.1:9234/healthz "
+            "(Ready=True since 2025-06-12T11:38:45Z)") in verdict.message
+    assert "/healthz 200" not in verdict.message
+    assert any("readiness probe GET 127.0.0.1:9234/healthz succeeds" in n for n in verdict.notes)
     not_ready = k8s.operator_pod(ready=False)
     verdict = check.operator_healthy(k8s.snapshot(pods=[not_ready], healthz=[unreachable]))
     assert not verdict.ok
     assert "/healthz not observed answering 200 (error trying to reach service" in verdict.explain()
+
+
+def test_healthz_through_the_pod_proxy_is_named_as_the_witness(k8s):
+    url = f"/api/v1/namespaces/kube-system/pods/{k8s.POD.split('/')[1]}:9234/proxy/healthz"
+    verdict = check.operator_healthy(k8s.snapshot(healthz=[Healthz(k8s.POD, "pod proxy", url, 200, "ok")]))
+    assert verdict.ok, verdict.explain()
+    assert f"/healthz 200 to our GET {url} via pod proxy;" in verdict.message
 
 
 def test_api_error_is_what_is_pending(k8s):

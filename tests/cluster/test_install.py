@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from pytest_dhi_cilium.checks import cluster as check
 from pytest_dhi_cilium.checks.cluster import Healthz, NodeImage, ProcessUser
 from pytest_dhi_cilium.cluster import install, kind
 from pytest_dhi_cilium.cluster.helm import HelmError
@@ -45,10 +46,12 @@ class FakeHelm:
 
 
 class FakeKube:
-    """Serves the snapshots an install goes through: the last one repeats."""
+    """Serves the snapshots an install goes through: the last one repeats; ``previous_log`` is
+    the exited container's log."""
 
-    def __init__(self, k8s, *snapshots):
+    def __init__(self, k8s, *snapshots, previous_log=""):
         self.k8s, self.snapshots = k8s, list(snapshots) or [k8s.snapshot()]
+        self.previous_log, self.log_reads = previous_log, []
 
     def observe(self, namespace):
         return copy.deepcopy(self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0])
@@ -56,8 +59,9 @@ class FakeKube:
     def healthz_via_proxy(self, pod):
         return Healthz(self.k8s.POD, "pod proxy", "/api/v1/.../proxy/healthz", None, error="error trying to reach service")
 
-    def logs(self, pod, container, previous=False):
-        return "level=info msg=\"Leading the operator HA deployment\""
+    def logs(self, pod, container, previous=False, lines=100, limit_bytes=None):
+        self.log_reads.append((previous, lines, limit_bytes))
+        return self.previous_log if previous else "level=info msg=\"Leading the operator HA deployment\""
 
     def events(self, pod):
         return []
@@ -136,14 +140,28 @@ def test_a_digest_reference_is_loaded_and_installed_by_its_tag(k8s, env):
     assert e.kind.loaded == ["acme/op:1.18.3"] and installed.image.name == "acme/op:1.18.3"
 
 
-def test_a_crashlooping_operator_stops_the_wait_and_skips_the_settle_window(k8s, env):
+GOPS_FATAL = 'time="2025-06-12T11:39:30.513Z" level=fatal msg="failed to start: mkdir /home: permission denied"'
+
+
+def test_a_crashlooping_operator_stops_the_wait_and_its_window_never_starts(k8s, env):
     crashing = k8s.snapshot(pods=[k8s.crashlooping(k8s.operator_pod(), restarts=3)],
                             deployment=k8s.deployment(ready=0, available=0, available_cond="False"))
-    e = env(kube=FakeKube(k8s, crashing))
-    snap = install.deploy(e, "acme/op:1.18.3", "1.18.3")
+    e = env(kube=FakeKube(k8s, crashing, previous_log=GOPS_FATAL))
+    installed = install.install_target(e, parse_reference("acme/op:1.18.3"), image_model(k8s))
+    snap = installed.snapshot
     assert snap.waited.startswith("stopped after 0s: pod kube-system/cilium-operator-6d8c7b9f5-x2k4q: "
                                   "container cilium-operator CrashLoopBackOff after 3 restart(s)")
-    assert "settle" not in snap.waited
+    assert snap.settle_observed.outcome == "not started"
+    assert snap.settle_observed.detail.startswith(f"the operator cannot recover: pod {k8s.POD}: container "
+                                                  "cilium-operator CrashLoopBackOff after 3 restart(s)")
+    # the verdict's data: the exited container's log, and the current one from its start
+    assert snap.previous_logs == {k8s.POD: GOPS_FATAL}
+    assert "Leading the operator HA deployment" in snap.operator_logs[k8s.POD]
+    assert (False, None, install.LOG_HEAD_BYTES) in e.kube.log_reads and (True, 100, None) in e.kube.log_reads
+    verdict = check.operator_healthy(snap)
+    assert verdict.message.startswith(f"pod {k8s.POD}: CrashLoopBackOff, 3 restart(s), last exit 1 (Error) at "
+                                      '2025-06-12T11:39:31Z: level=fatal msg="failed to start: mkdir /home: '
+                                      'permission denied"')
 
 
 def test_a_restart_in_the_settle_window_is_recorded(k8s, env):
@@ -151,8 +169,69 @@ def test_a_restart_in_the_settle_window_is_recorded(k8s, env):
     again["status"]["containerStatuses"][0]["restartCount"] = 1
     e = env(kube=FakeKube(k8s, k8s.snapshot(), k8s.snapshot(pods=[again])), settle=30)
     snap = install.deploy(e, "acme/op:1.18.3", "1.18.3")
-    assert "settle window: pod kube-system/cilium-operator-6d8c7b9f5-x2k4q: container cilium-operator restarted 1" in snap.waited
+    assert snap.settle_observed.outcome == "broke"
+    assert snap.settle_observed.detail == f"pod {k8s.POD}: container cilium-operator restarted 1 time(s)"
+    assert "operator settle window: broke after 0s from " in snap.waited
     assert snap.pods[0]["status"]["containerStatuses"][0]["restartCount"] == 1
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time(env, monkeypatch):
+    """The rollout wait and the settle window on a clock that moves only when they sleep."""
+    from functools import partial
+
+    from pytest_dhi_cilium.cluster import waiting
+
+    clock = FakeClock()
+    monkeypatch.setattr(install, "wait_for", partial(waiting.wait_for, clock=clock, sleep=clock.sleep))
+    monkeypatch.setattr(install, "hold_for", partial(waiting.hold_for, clock=clock, sleep=clock.sleep))
+    return clock
+
+
+@pytest.fixture
+def agent_never_ready(k8s):
+    """The issue's live run: the agent's image cannot be pulled; the operator turns Ready at 10s."""
+    agent_down = k8s.daemonset(ready=0, available=0)
+    starting = k8s.snapshot(pods=[k8s.operator_pod(ready=False)], daemonset=agent_down,
+                            deployment=k8s.deployment(ready=0, available=0, available_cond="False"))
+    return SimpleNamespace(starting=starting, ready=k8s.snapshot(daemonset=agent_down))
+
+
+def test_an_operator_ready_just_before_the_rollout_deadline_is_watched_for_the_whole_window(
+        k8s, env, fake_time, agent_never_ready):
+    # observations every 2s: not Ready at 0..8s, Ready at 10s, when the 10s rollout wait gives up
+    e = env(kube=FakeKube(k8s, *[agent_never_ready.starting] * 5, agent_never_ready.ready), timeout=10, settle=30)
+    snap = install.deploy(e, "acme/op:1.18.3", "1.18.3")
+    assert snap.waited.startswith("gave up after 10s; still pending: DaemonSet kube-system/cilium: numberReady 0")
+    assert (snap.settle_observed.outcome, snap.settle_observed.observed) == ("held", 30.0)
+    assert fake_time.now == 40.0  # the window was held in full after the wait
+    verdict = check.operator_healthy(snap)
+    assert verdict.ok, verdict.explain()
+    assert "Ready with no restart, watched 30s from " in verdict.message
+    assert not check.cilium_ready(snap).ok
+
+
+def test_an_operator_restarting_while_the_agent_never_gets_ready_fails_its_window(
+        k8s, env, fake_time, agent_never_ready):
+    restarted = copy.deepcopy(agent_never_ready.ready)
+    restarted.pods[0]["status"]["containerStatuses"][0]["restartCount"] = 1
+    # the wait observes 6 times (0..10s), the window 3 times (0..4s) before the restart shows at 6s
+    e = env(kube=FakeKube(k8s, *[agent_never_ready.ready] * 9, restarted), timeout=10, settle=30)
+    snap = install.deploy(e, "acme/op:1.18.3", "1.18.3")
+    assert (snap.settle_observed.outcome, snap.settle_observed.observed) == ("broke", 6.0)
+    assert check.operator_healthy(snap).message.startswith(
+        f"settle window broke after 6s of 30s: pod {k8s.POD}: container cilium-operator restarted 1 time(s)")
 
 
 def test_no_version_in_the_tag_asks_for_the_option(k8s, env):
@@ -200,6 +279,8 @@ def test_upgrade_installs_upstream_first_then_the_image_under_test(k8s, env, mon
                             ("install", "acme/op:1.18.3", "1.18.3")]
     assert installed.upgrade.before.pods[0]["spec"]["containers"][0]["image"] == k8s.UPSTREAM
     assert installed.upgrade.after is installed.snapshot
+    assert installed.upgrade.before.settle_observed is None  # judged on its rollout only
+    assert installed.snapshot.settle_observed.outcome == "held"
     assert e.kind.loaded == ["acme/op:1.18.3"]  # the upstream image is pulled by the node
 
 

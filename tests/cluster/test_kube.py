@@ -49,6 +49,9 @@ def test_logs_and_events(api):
     assert "Leading the operator HA deployment" in api.kube.logs(api.pod, "cilium-operator")
     log_query = next(q for path, q in api.seen if path.endswith("/log"))
     assert log_query["tailLines"] == ["100"] and log_query["container"] == ["cilium-operator"]
+    api.kube.logs(api.pod, "cilium-operator", lines=None, limit_bytes=1 << 20)  # from the start, bounded
+    head_query = [q for path, q in api.seen if path.endswith("/log")][-1]
+    assert head_query["limitBytes"] == [str(1 << 20)] and "tailLines" not in head_query
     events = api.kube.events(api.pod)
     assert [e["reason"] for e in events] == ["Started"]
     event_query = next(q for path, q in api.seen if path.endswith("/events"))
