@@ -129,7 +129,7 @@ def _kubelet_user(pod: dict) -> ProcessUser | None:
 
 def observe_deep(env: ClusterEnv, snap: Snapshot, image_name: str) -> Snapshot:
     """Add what needs more than the API objects: /healthz, the process user, the node's image
-    record, and the diagnostics a failure will show."""
+    record, and the diagnostics a failure will show (the operator's, and the agents')."""
     healthz, users, unobservable, node_images = [], [], [], []
     kind_nodes: dict[str, bool] = {}
     for pod in snap.pods:
@@ -153,7 +153,8 @@ def observe_deep(env: ClusterEnv, snap: Snapshot, image_name: str) -> Snapshot:
             node_images.append(env.nodes.image(node, image_name))
     return replace(snap, healthz=healthz, users=users, users_unobservable="; ".join(unobservable),
                    node_images=node_images,
-                   diagnostics=diagnostics.gather(env.kube, env.helm, snap.pods))
+                   diagnostics=diagnostics.gather(env.kube, env.helm, snap.pods),
+                   agent_diagnostics=diagnostics.gather_agents(env.kube, snap.agent_pods))
 
 
 def _bring_in(env: ClusterEnv, ref: Reference, names: list[str], digest: str = "") -> str:
