@@ -29,6 +29,14 @@ LEASE_SKEW = 5.0  # seconds of clock difference tolerated between this host and 
 HOPELESS_REASONS = frozenset({"ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError",
                               "CreateContainerError", "RunContainerError"})
 CRASHLOOP_GIVE_UP = 3
+PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "RegistryUnavailable"})
+# Pull errors that name a cause a retry does not cure: the registry's name does not resolve, the
+# image or tag does not exist, credentials are refused, the registry's certificate is not trusted.
+# A timeout, a reset connection or a 5xx is a hiccup: those get PULL_GIVE_UP seconds of retries.
+PERMANENT_PULL_ERRORS = ("no such host", "not found", "manifest unknown", "name unknown", "unauthorized",
+                         "authentication required", "denied", "forbidden", "x509:", "invalid reference format",
+                         "no match for platform")
+PULL_GIVE_UP = 120.0  # seconds: the kubelet's back-off (10 s, doubling) has retried about 4 times by then
 HEADLINE_CAUSE = 160  # characters of a long container message kept in a headline (its end: the root cause)
 
 
@@ -302,6 +310,32 @@ def agent_problems(pod: dict, limit: int | None = None) -> list[str]:
         problems.append(f"agent pod {name}: no container status yet (phase {_get(pod, 'status', 'phase', default='?')}, "
                         f"{_cond(pod, 'PodScheduled')})")
     return problems + [f"agent pod {name}: {_cond(pod, 'Ready')}"]
+
+
+def _seconds_since_start(pod: dict, now: datetime) -> float | None:
+    started = parse_time(_get(pod, "status", "startTime")) or parse_time(_get(pod, "metadata", "creationTimestamp"))
+    return None if started is None else (now - started).total_seconds()
+
+
+def agent_hopeless(pods: list[dict], now: datetime) -> str:
+    """A reason to stop waiting for the agents now (init containers included), or "".
+    The operator's rule (``hopeless``) for states no wait cures and for a crash loop; for an image
+    pull: at once when the error names a cause no retry cures (PERMANENT_PULL_ERRORS), otherwise
+    only once it still fails PULL_GIVE_UP seconds after the pod started — a registry hiccup
+    clears within the kubelet's retries."""
+    for pod in pods:
+        for kind, cs in _statuses(pod):
+            reason = _get(cs, "state", "waiting", "reason", default="")
+            message = _get(cs, "state", "waiting", "message", default="").lower()
+            stuck = f"agent pod {pod_name(pod)}: {kind} {cs.get('name')} {_container_trouble(cs)}"
+            if (reason in HOPELESS_REASONS
+                    or (reason == "CrashLoopBackOff" and cs.get("restartCount", 0) >= CRASHLOOP_GIVE_UP)
+                    or (reason in PULL_FAILURES and any(cause in message for cause in PERMANENT_PULL_ERRORS))):
+                return stuck
+            age = _seconds_since_start(pod, now) if reason in PULL_FAILURES else None
+            if age is not None and age >= PULL_GIVE_UP:
+                return f"{stuck} (still failing {age:.0f}s after the pod started)"
+    return ""
 
 
 def pod_status_column(pod: dict) -> str:

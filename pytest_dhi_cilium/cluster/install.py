@@ -8,8 +8,8 @@ import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from ..checks.cluster import (ImageUnderTest, ProcessUser, Snapshot, Upgrade, container_status, hopeless,
-                              pod_name, pod_readiness_problems, restart_problems, rollout_pending)
+from ..checks.cluster import (ImageUnderTest, ProcessUser, Snapshot, Upgrade, agent_hopeless, container_status,
+                              hopeless, pod_name, pod_readiness_problems, restart_problems, rollout_pending)
 from ..image.reference import DAEMON, Reference, image_tags, tag_of
 from . import diagnostics
 from .helm import NAMESPACE, Helm, HelmError, chart_version
@@ -107,7 +107,8 @@ def deploy(env: ClusterEnv, image: str, version: str | None, settle: bool = True
             raise InstallError(str(exc)) from None
         finally:
             env.release_installed = True  # whatever helm got to, the uninstall must run
-    waited = wait_for(lambda: _observe(env), rollout_pending, hopeless=lambda snap: hopeless(snap.pods),
+    waited = wait_for(lambda: _observe(env), rollout_pending,
+                      hopeless=lambda snap: hopeless(snap.pods) or agent_hopeless(snap.agent_pods, snap.taken_at),
                       deadline=s.timeout, what="the Cilium rollout", progress=env.progress)
     snap, how = waited.state, waited.describe()
     if waited.ok and settle and s.settle > 0:

@@ -346,6 +346,42 @@ def test_pod_status_column_reads_like_kubectl(k8s):
     assert check.pod_status_column(second_running) == "Init:1/6"
 
 
+def _pulling(k8s, reason, message, started_ago):
+    return k8s.agent_pull_failing(k8s.agent_pod(started_ago=started_ago), reason=reason, message=message)
+
+
+def test_agent_hopeless_when_no_retry_cures_the_pull_or_the_retries_ran_out(k8s):
+    # the live run's cause: the registry's name does not resolve
+    assert check.agent_hopeless([_pulling(k8s, "ErrImagePull", k8s.PULL_NO_SUCH_HOST, 5)], k8s.NOW) == (
+        f"agent pod {k8s.AGENT_POD}: init container config waiting ErrImagePull: {k8s.PULL_NO_SUCH_HOST}")
+    not_found = (f'rpc error: code = NotFound desc = failed to pull and unpack image "{k8s.AGENT_IMAGE}": failed to '
+                 f'resolve reference "{k8s.AGENT_IMAGE}": {k8s.AGENT_IMAGE}: not found')
+    assert "not found" in check.agent_hopeless([_pulling(k8s, "ErrImagePull", not_found, 5)], k8s.NOW)
+    # a registry hiccup: the kubelet's retries get PULL_GIVE_UP seconds
+    hiccup = (f'rpc error: code = Unknown desc = failed to pull and unpack image "{k8s.AGENT_IMAGE}": failed to copy: '
+              'httpReadSeeker: failed open: unexpected status code 503 Service Unavailable')
+    assert check.agent_hopeless([_pulling(k8s, "ErrImagePull", hiccup, 30)], k8s.NOW) == ""
+    back_off = f'Back-off pulling image "{k8s.AGENT_IMAGE}"'
+    assert check.agent_hopeless([_pulling(k8s, "ImagePullBackOff", back_off, 30)], k8s.NOW) == ""
+    assert check.agent_hopeless([_pulling(k8s, "ImagePullBackOff", back_off, 150)], k8s.NOW) == (
+        f"agent pod {k8s.AGENT_POD}: init container config waiting ImagePullBackOff: {back_off} "
+        "(still failing 150s after the pod started)")
+    assert check.agent_hopeless([k8s.agent_pod(), k8s.agent_pull_failing(k8s.agent_pod())], k8s.NOW) != ""
+    assert check.agent_hopeless([k8s.agent_pod()], k8s.NOW) == ""
+
+
+def test_agent_hopeless_on_a_crash_loop_like_the_operator(k8s):
+    pod = k8s.agent_pod()
+    cs = pod["status"]["containerStatuses"][0]
+    cs.update(restartCount=1, state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}})
+    assert check.agent_hopeless([pod], k8s.NOW) == ""  # may still recover
+    cs["restartCount"] = check.CRASHLOOP_GIVE_UP
+    assert check.agent_hopeless([pod], k8s.NOW) == (f"agent pod {k8s.AGENT_POD}: container cilium-agent waiting "
+                                                    "CrashLoopBackOff after 3 restart(s): back-off 10s")
+    # the operator's own rule stays the operator's: it reads no init container
+    assert check.hopeless([_pulling(k8s, "ErrImagePull", k8s.PULL_NO_SUCH_HOST, 5)]) == ""
+
+
 # -- upgrade-from-upstream ------------------------------------------------------------------------
 
 

@@ -151,6 +151,12 @@ def _agent_cannot_pull(k8s):
                         daemonset=k8s.daemonset(ready=0, available=0))
 
 
+def test_an_agent_that_cannot_pull_its_image_stops_the_wait_with_its_cause(k8s, env):
+    snap = install.deploy(env(kube=FakeKube(k8s, _agent_cannot_pull(k8s))), "acme/op:1.18.3", "1.18.3")
+    assert snap.waited.startswith(f"stopped after 0s: agent pod {k8s.AGENT_POD}: init container config waiting "
+                                  f"ErrImagePull: {k8s.PULL_NO_SUCH_HOST}")
+
+
 def test_the_agents_diagnostics_are_gathered_apart_from_the_operators(k8s, env):
     snap = install.observe_deep(env(), _agent_cannot_pull(k8s), "acme/op:1.18.3")
     assert snap.agent_diagnostics == [
