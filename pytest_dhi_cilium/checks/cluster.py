@@ -20,6 +20,8 @@ OPERATOR_DEPLOYMENT = "cilium-operator"
 OPERATOR_CONTAINER = "cilium-operator"
 OPERATOR_SELECTOR = {"io.cilium/app": "operator", "name": "cilium-operator"}  # the chart's
 AGENT_DAEMONSET = "cilium"
+AGENT_SELECTOR = {"k8s-app": "cilium"}  # the chart's DaemonSet selector
+AGENT_CONTAINER = "cilium-agent"
 LEASE_NAME = "cilium-operator-resource-lock"
 OPERATOR_CRDS = ("ciliumidentities", "ciliumnodes", "ciliumendpoints", "ciliumnetworkpolicies",
                  "ciliumclusterwidenetworkpolicies")
@@ -36,6 +38,17 @@ CRD_CONFIRMED_LOG = "CRD (CustomResourceDefinition) is installed and up-to-date"
 # The operator's client-go user agent is the binary's base name (pkg/k8s/client/cell.go), which
 # the API server records as the manager of the fields it writes.
 OPERATOR_MANAGER_PREFIX = "cilium-operator"
+
+
+PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "RegistryUnavailable"})
+# Pull errors that name a cause a retry does not cure: the registry's name does not resolve, the
+# image or tag does not exist, credentials are refused, the registry's certificate is not trusted.
+# A timeout, a reset connection or a 5xx is a hiccup: those get PULL_GIVE_UP seconds of retries.
+PERMANENT_PULL_ERRORS = ("no such host", "not found", "manifest unknown", "name unknown", "unauthorized",
+                         "authentication required", "denied", "forbidden", "x509:", "invalid reference format",
+                         "no match for platform")
+PULL_GIVE_UP = 120.0  # seconds: the kubelet's back-off (10 s, doubling) has retried about 4 times by then
+HEADLINE_CAUSE = 160  # characters of a long container message kept in a headline (its end: the root cause)
 
 
 # -- observations (filled by cluster/, judged here) ----------------------------------------------
@@ -111,6 +124,7 @@ class Snapshot:
     lease: dict | None = None
     crds: dict[str, dict | None] = field(default_factory=dict)  # plural -> CRD
     daemonset: dict | None = None
+    agent_pods: list[dict] = field(default_factory=list)  # the agent DaemonSet's pods
     nodes: list[dict] = field(default_factory=list)
     healthz: list[Healthz] = field(default_factory=list)
     users: list[ProcessUser] = field(default_factory=list)
@@ -122,6 +136,7 @@ class Snapshot:
     previous_logs: dict[str, str] = field(default_factory=dict)  # pod -> the crashed container's log tail
     waited: str = ""  # how the wait ended: "ready after 84s" / "gave up after 600s: ..."
     diagnostics: list[str] = field(default_factory=list)  # events, logs, helm values
+    agent_diagnostics: list[str] = field(default_factory=list)  # the agent pods' events and logs
     api_error: str = ""  # the API server could not be read for this snapshot
 
 
@@ -294,6 +309,133 @@ def settle_blocker(snap: Snapshot) -> str:
         return f"the operator cannot recover: {stuck}"
     broken = settle_problems(snap)
     return f"the operator was not Ready with no restart when the rollout wait ended: {broken[0]}" if broken else ""
+
+
+# -- the agents ----------------------------------------------------------------------------------
+
+
+def _statuses(pod: dict) -> list[tuple[str, dict]]:
+    """A pod's container statuses, init containers first (they run first), each with its kind."""
+    status = _get(pod, "status", default={})
+    return ([("init container", cs) for cs in status.get("initContainerStatuses") or []]
+            + [("container", cs) for cs in status.get("containerStatuses") or []])
+
+
+def short_cause(message: str, limit: int | None = HEADLINE_CAUSE) -> str:
+    """The end of a long message: Go errors wrap outward (``outer: inner: cause``), so the root
+    cause comes last; cut where a wrapped error starts."""
+    if limit is None or len(message) <= limit:
+        return message
+    tail = message[-limit:]
+    return "…" + (tail.split(": ", 1)[1] if ": " in tail else tail)
+
+
+def _container_trouble(cs: dict, limit: int | None = None) -> str:
+    """What keeps one container from running, as kubectl would show it; "" when nothing does
+    (running, completed, or an init container's successor waiting its turn: PodInitializing)."""
+    waiting, terminated = _get(cs, "state", "waiting"), _get(cs, "state", "terminated")
+    restarts = cs.get("restartCount", 0)
+    if waiting and waiting.get("reason") != "PodInitializing":
+        text = f"waiting {waiting.get('reason')}" + (f" after {restarts} restart(s)" if restarts else "")
+        last = _get(cs, "lastState", "terminated", default={})
+        if last:
+            text += f", last exit {last.get('exitCode')} ({last.get('reason')})"
+        # The last run's own words (the chart's FallbackToLogsOnError: its last log lines) say more
+        # than the kubelet's "back-off 5m0s restarting failed container".
+        message = (last.get("message") or "").strip() or waiting.get("message")
+        return text + (f": {short_cause(message, limit)}" if message else "")
+    if terminated and terminated.get("exitCode") != 0:
+        return (f"terminated: exit {terminated.get('exitCode')} ({terminated.get('reason')})"
+                + (f": {short_cause(terminated['message'].strip(), limit)}" if terminated.get("message") else ""))
+    return ""
+
+
+def agent_problems(pod: dict, limit: int | None = None) -> list[str]:
+    """Why an agent pod is not Ready, cause first: its init containers (a failed one keeps the
+    agent from ever starting), then its containers, then the Ready condition. A terminating pod
+    is the DaemonSet's to replace: its counts judge it."""
+    if _get(pod, "metadata", "deletionTimestamp") or _is_true(pod, "Ready"):
+        return []
+    name = pod_name(pod)
+    problems = [f"agent pod {name}: {kind} {cs.get('name')} {trouble}" for kind, cs in _statuses(pod)
+                for trouble in [_container_trouble(cs, limit)] if trouble]
+    if not _statuses(pod):
+        problems.append(f"agent pod {name}: no container status yet (phase {_get(pod, 'status', 'phase', default='?')}, "
+                        f"{_cond(pod, 'PodScheduled')})")
+    return problems + [f"agent pod {name}: {_cond(pod, 'Ready')}"]
+
+
+def _seconds_since_start(pod: dict, now: datetime) -> float | None:
+    started = parse_time(_get(pod, "status", "startTime")) or parse_time(_get(pod, "metadata", "creationTimestamp"))
+    return None if started is None else (now - started).total_seconds()
+
+
+def agent_hopeless(pods: list[dict], now: datetime) -> str:
+    """A reason to stop waiting for the agents now (init containers included), or "".
+    The operator's rule (``hopeless``) for states no wait cures and for a crash loop; for an image
+    pull: at once when the error names a cause no retry cures (PERMANENT_PULL_ERRORS), otherwise
+    only once it still fails PULL_GIVE_UP seconds after the pod started — a registry hiccup
+    clears within the kubelet's retries."""
+    for pod in pods:
+        for kind, cs in _statuses(pod):
+            reason = _get(cs, "state", "waiting", "reason", default="")
+            message = _get(cs, "state", "waiting", "message", default="").lower()
+            stuck = f"agent pod {pod_name(pod)}: {kind} {cs.get('name')} {_container_trouble(cs)}"
+            if (reason in HOPELESS_REASONS
+                    or (reason == "CrashLoopBackOff" and cs.get("restartCount", 0) >= CRASHLOOP_GIVE_UP)
+                    or (reason in PULL_FAILURES and any(cause in message for cause in PERMANENT_PULL_ERRORS))):
+                return stuck
+            age = _seconds_since_start(pod, now) if reason in PULL_FAILURES else None
+            if age is not None and age >= PULL_GIVE_UP:
+                return f"{stuck} (still failing {age:.0f}s after the pod started)"
+    return ""
+
+
+def pod_status_column(pod: dict) -> str:
+    """The STATUS kubectl prints for a pod: ``Init:ErrImagePull``, ``Init:2/6``, ``CrashLoopBackOff``..."""
+    if _get(pod, "metadata", "deletionTimestamp"):
+        return "Terminating"
+    inits = _get(pod, "status", "initContainerStatuses", default=[])
+    for index, cs in enumerate(inits):
+        waiting, terminated = _get(cs, "state", "waiting"), _get(cs, "state", "terminated")
+        if terminated and terminated.get("exitCode") == 0:
+            continue
+        if terminated:
+            return "Init:" + (terminated.get("reason") or f"ExitCode:{terminated.get('exitCode')}")
+        if waiting and waiting.get("reason") not in (None, "PodInitializing"):
+            return f"Init:{waiting['reason']}"
+        return f"Init:{index}/{len(inits)}"
+    for cs in _get(pod, "status", "containerStatuses", default=[]):
+        reason = _get(cs, "state", "waiting", "reason") or _get(cs, "state", "terminated", "reason")
+        if reason:
+            return reason
+    return _get(pod, "status", "phase", default="?")
+
+
+def _container_state(cs: dict) -> str:
+    state = _get(cs, "state", default={})
+    if "running" in state:
+        return f"running since {_get(state, 'running', 'startedAt', default='?')}"
+    if "terminated" in state:
+        done = state["terminated"]
+        return (f"terminated: exit {done.get('exitCode')} ({done.get('reason')})"
+                + (f": {done['message'].strip()}" if done.get("message") else ""))
+    waiting, last = state.get("waiting") or {}, _get(cs, "lastState", "terminated", default={})
+    return (f"waiting {waiting.get('reason', '?')}" + (f": {waiting['message']}" if waiting.get("message") else "")
+            + (f"; last exit {last.get('exitCode')} ({last.get('reason')})" if last else "")
+            + (f": {last['message'].strip()}" if last.get("message") else ""))
+
+
+def agent_status(pod: dict) -> str:
+    """An agent pod as ``kubectl get`` and ``describe`` show it, every container (init first)."""
+    image = (container_spec(pod, AGENT_CONTAINER) or {}).get("image", "?")
+    lines = [f"agent pod {pod_name(pod)} on node {_get(pod, 'spec', 'nodeName', default='?')}: "
+             f"{pod_status_column(pod)} (phase {_get(pod, 'status', 'phase', default='?')}), {_cond(pod, 'Ready')}; "
+             f"image {image}"]
+    lines += [f"  {kind} {cs.get('name')}: {_container_state(cs)}; restarts {cs.get('restartCount', 0)}"
+              + (f", image {cs.get('image')}" if cs.get("image") not in (image, None) else "")
+              for kind, cs in _statuses(pod)]
+    return "\n".join(lines)
 
 
 def _hostname(pod: dict) -> str:
@@ -487,13 +629,15 @@ def rollout_pending(snap: Snapshot) -> list[str]:
 # -- verdict helpers -----------------------------------------------------------------------------
 
 
-def _failed(check: str, problems: list[str], evidence: list[str], snap: Snapshot | None, **kw) -> Verdict:
+def _failed(check: str, problems: list[str], evidence: list[str], snap: Snapshot | None,
+            diagnostics: list[str] | None = None, **kw) -> Verdict:
+    """``diagnostics``: what to show instead of the operator's (the agents' for cilium-ready)."""
     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
     context, extra = [], []
     if snap is not None:
         context = [f"API server unreadable at the last observation: {snap.api_error}"] if snap.api_error else []
         context += [f"wait: {snap.waited}"] if snap.waited else []
-        extra = _deployment_summary(snap.deployment) + snap.diagnostics
+        extra = _deployment_summary(snap.deployment) + snap.diagnostics if diagnostics is None else diagnostics
     return failed(check, problems[0] + more, evidence=problems[1:] + context + evidence + extra, **kw)
 
 
@@ -735,14 +879,17 @@ def operator_runtime_user(snap: Snapshot, user: RuntimeUser) -> Verdict:
 def cilium_ready(snap: Snapshot) -> Verdict:
     expectation = (f"DaemonSet {AGENT_DAEMONSET} has every scheduled agent Ready and updated, and every node "
                    "is Ready (Cilium works as the CNI)")
-    problems = daemonset_problems(snap.daemonset) + node_problems(snap.nodes)
+    # The agents' own state first: it names the cause the DaemonSet's counts only summarise.
+    problems = [p for pod in snap.agent_pods for p in agent_problems(pod, limit=HEADLINE_CAUSE)]
+    problems += daemonset_problems(snap.daemonset) + node_problems(snap.nodes)
     status = _get(snap.daemonset, "status", default={})
     evidence = [f"DaemonSet {AGENT_DAEMONSET}: desired {status.get('desiredNumberScheduled', 0)}, ready "
                 f"{status.get('numberReady', 0)}, updated {status.get('updatedNumberScheduled', 0)}, "
                 f"available {status.get('numberAvailable', 0)}"] if snap.daemonset else []
-    evidence += [_node_line(n) for n in snap.nodes]
+    evidence += [agent_status(p) for p in snap.agent_pods] + [_node_line(n) for n in snap.nodes]
     if problems:
-        return _failed("cilium-ready", problems, evidence, snap, expectation=expectation)
+        return _failed("cilium-ready", problems, evidence, snap, diagnostics=snap.agent_diagnostics,
+                       expectation=expectation)
     return passed("cilium-ready", f"{status.get('numberReady')} agent(s) Ready; {len(snap.nodes)} node(s) Ready",
                   evidence=evidence, expectation=expectation)
 

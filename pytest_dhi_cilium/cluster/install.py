@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from ..checks.cluster import (LEASE_NAME, OPERATOR_CONTAINER, ImageUnderTest, ProcessUser, SettleObservation,
-                              Snapshot, Upgrade, container_status, hopeless, pod_name, rollout_pending,
-                              settle_blocker, settle_problems)
+                              Snapshot, Upgrade, agent_hopeless, container_status, hopeless, pod_name,
+                              rollout_pending, settle_blocker, settle_problems)
 from ..image.reference import DAEMON, Reference, image_tags, tag_of
 from ..signals import sigterm_as_interrupt
 from . import diagnostics, leftovers
@@ -247,7 +247,8 @@ def deploy(env: ClusterEnv, image: str, version: str | None, settle: bool = True
             raise InstallError(str(exc)) from None
         finally:
             env.release_installed = True  # whatever helm got to, the uninstall must run
-    waited = wait_for(lambda: _observe(env), rollout_pending, hopeless=lambda snap: hopeless(snap.pods),
+    waited = wait_for(lambda: _observe(env), rollout_pending,
+                      hopeless=lambda snap: hopeless(snap.pods) or agent_hopeless(snap.agent_pods, snap.taken_at),
                       deadline=s.timeout, what="the Cilium rollout", progress=env.progress)
     snap, how = waited.state, waited.describe()
     observed = None
@@ -268,7 +269,7 @@ def _kubelet_user(pod: dict) -> ProcessUser | None:
 
 def observe_deep(env: ClusterEnv, snap: Snapshot, image_name: str) -> Snapshot:
     """Add what needs more than the API objects: /healthz, the process user, the node's image
-    record, and the diagnostics a failure will show."""
+    record, and the diagnostics a failure will show (the operator's, and the agents')."""
     healthz, users, unobservable, node_images = [], [], [], []
     kind_nodes: dict[str, bool] = {}
     for pod in snap.pods:
@@ -293,7 +294,8 @@ def observe_deep(env: ClusterEnv, snap: Snapshot, image_name: str) -> Snapshot:
     current_logs, previous_logs = _operator_logs(env, snap.pods)
     return replace(snap, healthz=healthz, users=users, users_unobservable="; ".join(unobservable),
                    node_images=node_images, operator_logs=current_logs, previous_logs=previous_logs,
-                   diagnostics=diagnostics.gather(env.kube, env.helm, snap.pods))
+                   diagnostics=diagnostics.gather(env.kube, env.helm, snap.pods),
+                   agent_diagnostics=diagnostics.gather_agents(env.kube, snap.agent_pods))
 
 
 def _operator_logs(env: ClusterEnv, pods: list[dict]) -> tuple[dict[str, str], dict[str, str]]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from ..checks.cluster import (AGENT_DAEMONSET, LEASE_NAME, OPERATOR_CRDS, OPERATOR_DEPLOYMENT,
+from ..checks.cluster import (AGENT_DAEMONSET, AGENT_SELECTOR, LEASE_NAME, OPERATOR_CRDS, OPERATOR_DEPLOYMENT,
                               OPERATOR_SELECTOR, Healthz, Snapshot, container_spec, pod_name)
 
 
-def selector_of(deployment: dict | None) -> str:
-    labels = ((deployment or {}).get("spec") or {}).get("selector", {}).get("matchLabels") or OPERATOR_SELECTOR
+def selector_of(workload: dict | None, default: dict = OPERATOR_SELECTOR) -> str:
+    """The label selector of a Deployment or DaemonSet (the chart's ``default`` when it is missing)."""
+    labels = ((workload or {}).get("spec") or {}).get("selector", {}).get("matchLabels") or default
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
@@ -52,6 +53,7 @@ class Kube:
         now = datetime.now(timezone.utc)
         try:
             dep = self._read(self.apps.read_namespaced_deployment, OPERATOR_DEPLOYMENT, namespace)
+            agents = self._read(self.apps.read_namespaced_daemon_set, AGENT_DAEMONSET, namespace)
             return Snapshot(
                 namespace, now, dep,
                 pods=self._items(self.core.list_namespaced_pod, namespace, label_selector=selector_of(dep)),
@@ -59,7 +61,9 @@ class Kube:
                 lease=self._read(self.coordination.read_namespaced_lease, LEASE_NAME, namespace),
                 crds={p: self._read(self.extensions.read_custom_resource_definition, f"{p}.cilium.io")
                       for p in OPERATOR_CRDS},
-                daemonset=self._read(self.apps.read_namespaced_daemon_set, AGENT_DAEMONSET, namespace),
+                daemonset=agents,
+                agent_pods=self._items(self.core.list_namespaced_pod, namespace,
+                                       label_selector=selector_of(agents, AGENT_SELECTOR)),
                 nodes=self._items(self.core.list_node))
         except Exception as exc:  # ApiException, urllib3 connection errors, timeouts
             return Snapshot(namespace, now, api_error=f"{type(exc).__name__}: {str(exc).strip()[:200]}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
+PENDING_SHOWN = 3  # items of a progress line: enough to see what differs, short enough to read
 
 
 def elapsed_text(seconds: float) -> str:
@@ -92,8 +93,13 @@ class WaitResult(Generic[T]):
             return f"converged after {elapsed_text(self.elapsed)}"
         if self.hopeless:
             return f"stopped after {elapsed_text(self.elapsed)}: {self.hopeless}"
-        return (f"gave up after {elapsed_text(self.elapsed)}; still pending: "
-                + "; ".join(self.pending[:5]) + (f" (+{len(self.pending) - 5} more)" if len(self.pending) > 5 else ""))
+        return f"gave up after {elapsed_text(self.elapsed)}; still pending: {listing(self.pending, 5)}"
+
+
+def listing(items: list[str], shown: int) -> str:
+    """The first ``shown`` items and how many more there are."""
+    more = len(items) - shown
+    return "; ".join(items[:shown]) + (f" (+{more} more)" if more > 0 else "")
 
 
 def wait_for(observe: Callable[[], T], pending: Callable[[T], list[str]], *, deadline: float,
@@ -118,7 +124,7 @@ def wait_for(observe: Callable[[], T], pending: Callable[[T], list[str]], *, dea
             return result
         if clock() - last_report >= report_every:
             last_report = clock()
-            progress.line(f"{what}: {elapsed_text(elapsed)} elapsed, {len(left)} pending: {left[0]}")
+            progress.line(f"{what}: {elapsed_text(elapsed)} elapsed, {len(left)} pending: {listing(left, PENDING_SHOWN)}")
         sleep(max(0.0, min(interval, deadline - elapsed)))
 
 

@@ -126,6 +126,73 @@ def crashlooping(pod: dict, restarts: int = 4) -> dict:
     return pod
 
 
+AGENT_POD = f"{NS}/cilium-x7k2p"  # namespace/name of agent_pod()
+AGENT_DIGEST = "sha256:" + "ba" * 32  # made up; the chart pins the agent image by its digest
+AGENT_IMAGE = f"quay.io/cilium/cilium:v1.17.5@{AGENT_DIGEST}"
+AGENT_INITS = ("config", "mount-cgroup", "apply-sysctl-overwrites", "mount-bpf-fs", "clean-cilium-state",
+               "install-cni-binaries")  # the chart's init containers, in order
+# What the kubelet (containerd CRI) puts in state.waiting.message when the registry's name does not resolve.
+PULL_NO_SUCH_HOST = (f'rpc error: code = Unknown desc = failed to pull and unpack image "{AGENT_IMAGE}": '
+                     f'failed to resolve reference "{AGENT_IMAGE}": failed to do request: Head '
+                     f'"https://quay.io/v2/cilium/cilium/manifests/{AGENT_DIGEST}": '
+                     "dial tcp: lookup quay.io: no such host")
+
+
+def agent_pod(name="cilium-x7k2p", *, started_ago=90) -> dict:
+    """A Ready agent pod of DaemonSet cilium: its init containers completed, cilium-agent running."""
+    def status(container, state):
+        return {"name": container, "image": AGENT_IMAGE, "imageID": f"quay.io/cilium/cilium@{AGENT_DIGEST}",
+                "ready": "running" in state, "restartCount": 0, "started": "running" in state,
+                "containerID": "containerd://" + "5a" * 32, "state": state, "lastState": {}}
+
+    done = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": ts(started_ago - 5),
+                           "finishedAt": ts(started_ago - 6), "containerID": "containerd://" + "6b" * 32}}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "generateName": "cilium-",
+                     "labels": {"k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent",
+                                "app.kubernetes.io/part-of": "cilium", "controller-revision-hash": "6f7b9c8d4",
+                                "pod-template-generation": "1"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "cilium",
+                                          "controller": True, "blockOwnerDeletion": True, "uid": "3c1d"}]},
+        "spec": {"nodeName": NODE, "hostNetwork": True, "serviceAccountName": "cilium",
+                 "initContainers": [{"name": c, "image": AGENT_IMAGE, "imagePullPolicy": "IfNotPresent"}
+                                    for c in AGENT_INITS],
+                 "containers": [{"name": "cilium-agent", "image": AGENT_IMAGE, "imagePullPolicy": "IfNotPresent",
+                                 "command": ["cilium-agent"], "args": ["--config-dir=/tmp/cilium/config-map"],
+                                 "terminationMessagePolicy": "FallbackToLogsOnError"}]},
+        "status": {
+            "phase": "Running", "hostIP": "172.18.0.2", "podIP": "172.18.0.2", "startTime": ts(started_ago),
+            "conditions": [{"type": t, "status": "True", "lastTransitionTime": ts(started_ago - 30)}
+                           for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
+                                     "PodScheduled")],
+            "initContainerStatuses": [status(c, done) for c in AGENT_INITS],
+            "containerStatuses": [status("cilium-agent", {"running": {"startedAt": ts(started_ago - 30)}})],
+        },
+    }
+
+
+def agent_pull_failing(pod: dict, reason="ErrImagePull", message=PULL_NO_SUCH_HOST) -> dict:
+    """The agent as the live run left it (STATUS ``Init:ErrImagePull``): the first init container
+    cannot pull the image, the others and cilium-agent wait their turn (PodInitializing)."""
+    pod = copy.deepcopy(pod)
+    init = {"waiting": {"reason": "PodInitializing"}}
+    status = pod["status"]
+    status["phase"] = "Pending"
+    status.pop("podIP")
+    for cs in status["initContainerStatuses"] + status["containerStatuses"]:
+        cs.update(ready=False, started=False, imageID="", state=copy.deepcopy(init))
+        cs.pop("containerID")
+    status["initContainerStatuses"][0]["state"] = {"waiting": {"reason": reason, "message": message}}
+    unready = {"Initialized": ("ContainersNotInitialized", f"containers with incomplete status: [{' '.join(AGENT_INITS)}]"),
+               "Ready": ("ContainersNotReady", "containers with unready status: [cilium-agent]"),
+               "ContainersReady": ("ContainersNotReady", "containers with unready status: [cilium-agent]")}
+    for cond in status["conditions"]:
+        if cond["type"] in unready:
+            cond.update(status="False", reason=unready[cond["type"]][0], message=unready[cond["type"]][1])
+    return pod
+
+
 def lease(holder=f"{NODE}-kXq4tRbn2w", renewed_ago=3.0, duration=15, acquired_ago=70) -> dict:
     spec = {"leaseDurationSeconds": duration, "leaseTransitions": 0}
     if acquired_ago is not None:
@@ -172,6 +239,7 @@ def all_crds(**overrides) -> dict:
 def daemonset(desired=1, ready=1, updated=1, available=1, generation=1, observed=1) -> dict:
     return {"apiVersion": "apps/v1", "kind": "DaemonSet",
             "metadata": {"name": "cilium", "namespace": NS, "generation": generation},
+            "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}}},
             "status": {"desiredNumberScheduled": desired, "currentNumberScheduled": desired,
                        "numberReady": ready, "updatedNumberScheduled": updated,
                        "numberAvailable": available, "numberMisscheduled": 0,
@@ -204,7 +272,7 @@ def snapshot(**overrides):
     pod = operator_pod()
     values = dict(
         deployment=deployment(), pods=[pod], all_pods=[pod], lease=lease(), crds=all_crds(),
-        daemonset=daemonset(), nodes=[node()],
+        daemonset=daemonset(), agent_pods=[agent_pod()], nodes=[node()],
         healthz=[Healthz(f"{NS}/{pod['metadata']['name']}", "node netns", "http://127.0.0.1:9234/healthz", 200, "ok")],
         users=[ProcessUser(f"{NS}/{pod['metadata']['name']}", 65532, 65532, f"/proc/4242/status on node {NODE}")],
         node_images=[NodeImage(NODE, IMAGE, CONFIG_DIGEST, (f"docker.io/acme/dhi-cilium-operator-generic@{NODE_DIGEST}",))],
@@ -290,6 +358,8 @@ def api_routes(pod: dict, lease_obj: dict | None = None) -> dict:
         "/apis/apps/v1/namespaces/kube-system/deployments/cilium-operator": deployment(),
         "/api/v1/namespaces/kube-system/pods": {"kind": "PodList", "apiVersion": "v1", "items": [pod]},
         "/api/v1/pods": {"kind": "PodList", "apiVersion": "v1", "items": [pod]},
+        "/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app=cilium":
+            {"kind": "PodList", "apiVersion": "v1", "items": [agent_pod()]},
         "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/cilium-operator-resource-lock":
             lease_obj or lease(),
         "/apis/apps/v1/namespaces/kube-system/daemonsets/cilium": daemonset(),
@@ -306,9 +376,9 @@ def api_routes(pod: dict, lease_obj: dict | None = None) -> dict:
 
 @pytest.fixture
 def fake_api(tmp_path):
-    """Start an HTTP server answering GETs from a routes dict (path -> JSON object; or a callable
-    returning one, for a cluster that changes; a path with objects stored below it lists them);
-    DELETE and JSON-patch PATCH change the dict; logs answer text, the pod proxy answers like an
+    """Start an HTTP server answering GETs from a routes dict (path, or ``path?labelSelector=...``,
+    -> JSON object; or a callable returning one, for a cluster that changes; a path with objects
+    stored below it lists them); DELETE and JSON-patch PATCH change the dict; logs answer text, the pod proxy answers like an
     API server that cannot reach the pod. Returns a factory."""
     servers = []
 
@@ -325,8 +395,9 @@ def fake_api(tmp_path):
                 if "/proxy/" in path:
                     return self._send(503, json.dumps(PROXY_REFUSED))
                 current = routes() if callable(routes) else routes
-                if path in current:
-                    return self._send(200, json.dumps(current[path]))
+                selected = f"{path}?labelSelector={parse_qs(url.query).get('labelSelector', [''])[0]}"
+                if selected in current or path in current:  # a route may answer one label selector only
+                    return self._send(200, json.dumps(current.get(selected, current.get(path))))
                 if any(p.startswith(path + "/") for p in current):  # a collection: the objects stored under it
                     items = [obj for p, obj in current.items() if p.rpartition("/")[0] == path]
                     return self._send(200, json.dumps({"kind": "List", "apiVersion": "v1", "items": items}))

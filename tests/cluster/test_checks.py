@@ -454,6 +454,108 @@ def test_agent_daemonset_missing_unscheduled_or_stale_fails(k8s):
     assert "observedGeneration 1 != generation 2" in check.cilium_ready(k8s.snapshot(daemonset=stale)).message
 
 
+def test_cilium_ready_fails_with_the_agents_cause_and_their_diagnostics(k8s):
+    """The live run: the agent's image could not be pulled; the cause leads, the operator's
+    diagnostics stay out."""
+    failing = k8s.agent_pull_failing(k8s.agent_pod())
+    snap = k8s.snapshot(agent_pods=[failing], daemonset=k8s.daemonset(ready=0, available=0),
+                        nodes=[k8s.node(ready=False)],
+                        agent_diagnostics=[f"events of pod {k8s.AGENT_POD}:\n  Warning Failed: Failed to pull image"])
+    verdict = check.cilium_ready(snap)
+    assert not verdict.ok
+    assert verdict.message == (f"agent pod {k8s.AGENT_POD}: init container config waiting ErrImagePull: …dial tcp: "
+                               "lookup quay.io: no such host (+4 more)")
+    assert verdict.evidence[0] == f"agent pod {k8s.AGENT_POD}: Ready=False (ContainersNotReady: containers with unready status: [cilium-agent])"
+    status = next(e for e in verdict.evidence if e.startswith(f"agent pod {k8s.AGENT_POD} on node {k8s.NODE}"))
+    assert status.splitlines()[0].endswith(": Init:ErrImagePull (phase Pending), Ready=False (ContainersNotReady: "
+                                           f"containers with unready status: [cilium-agent]); image {k8s.AGENT_IMAGE}")
+    assert f"  init container config: waiting ErrImagePull: {k8s.PULL_NO_SUCH_HOST}; restarts 0\n" in status
+    assert "  init container mount-cgroup: waiting PodInitializing; restarts 0" in status
+    assert "  container cilium-agent: waiting PodInitializing" in status
+    assert "Warning Failed: Failed to pull image" in verdict.explain()
+    assert "helm get values" not in verdict.explain() and "Deployment cilium-operator conditions" not in verdict.explain()
+    assert f"events of pod {k8s.POD}" not in verdict.explain()  # the operator's
+
+
+def test_agent_problems_name_the_container_that_keeps_the_agent_down(k8s):
+    assert check.agent_problems(k8s.agent_pod()) == []
+    crashing = k8s.agent_pod()
+    crashing["status"]["containerStatuses"][0].update(
+        ready=False, restartCount=4, state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s "
+                                                        "restarting failed container=cilium-agent pod=cilium-x7k2p"}},
+        lastState={"terminated": {"exitCode": 1, "reason": "Error", "message": 'level=fatal msg="BPF filesystem missing"'}})
+    next(c for c in crashing["status"]["conditions"] if c["type"] == "Ready")["status"] = "False"
+    assert check.agent_problems(crashing)[0] == (
+        f"agent pod {k8s.AGENT_POD}: container cilium-agent waiting CrashLoopBackOff after 4 restart(s), last exit 1 "
+        '(Error): level=fatal msg="BPF filesystem missing"')
+    assert check.pod_status_column(crashing) == "CrashLoopBackOff"
+    assert ("  container cilium-agent: waiting CrashLoopBackOff: back-off 1m20s restarting failed container=cilium-agent "
+            'pod=cilium-x7k2p; last exit 1 (Error): level=fatal msg="BPF filesystem missing"; restarts 4'
+            ) in check.agent_status(crashing)
+    failed_init = k8s.agent_pull_failing(k8s.agent_pod())
+    failed_init["status"]["initContainerStatuses"][1]["state"] = {
+        "terminated": {"exitCode": 32, "reason": "Error", "message": "mount: permission denied\n"}}
+    failed_init["status"]["initContainerStatuses"][0]["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+    assert check.agent_problems(failed_init)[0] == (f"agent pod {k8s.AGENT_POD}: init container mount-cgroup "
+                                                    "terminated: exit 32 (Error): mount: permission denied")
+    assert check.pod_status_column(failed_init) == "Init:Error"
+    unscheduled = copy.deepcopy(k8s.agent_pod())
+    unscheduled["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."}]}
+    assert check.agent_problems(unscheduled)[0] == (
+        f"agent pod {k8s.AGENT_POD}: no container status yet (phase Pending, PodScheduled=False (Unschedulable: "
+        "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports.))")
+    terminating = k8s.agent_pull_failing(k8s.agent_pod())
+    terminating["metadata"]["deletionTimestamp"] = k8s.ts(1)
+    assert check.agent_problems(terminating) == [] and check.pod_status_column(terminating) == "Terminating"
+
+
+def test_pod_status_column_reads_like_kubectl(k8s):
+    assert check.pod_status_column(k8s.agent_pod()) == "Running"
+    assert check.pod_status_column(k8s.agent_pull_failing(k8s.agent_pod())) == "Init:ErrImagePull"
+    second_running = k8s.agent_pull_failing(k8s.agent_pod())
+    second_running["status"]["initContainerStatuses"][0]["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+    second_running["status"]["initContainerStatuses"][1]["state"] = {"running": {"startedAt": k8s.ts(2)}}
+    assert check.pod_status_column(second_running) == "Init:1/6"
+
+
+def _pulling(k8s, reason, message, started_ago):
+    return k8s.agent_pull_failing(k8s.agent_pod(started_ago=started_ago), reason=reason, message=message)
+
+
+def test_agent_hopeless_when_no_retry_cures_the_pull_or_the_retries_ran_out(k8s):
+    # the live run's cause: the registry's name does not resolve
+    assert check.agent_hopeless([_pulling(k8s, "ErrImagePull", k8s.PULL_NO_SUCH_HOST, 5)], k8s.NOW) == (
+        f"agent pod {k8s.AGENT_POD}: init container config waiting ErrImagePull: {k8s.PULL_NO_SUCH_HOST}")
+    not_found = (f'rpc error: code = NotFound desc = failed to pull and unpack image "{k8s.AGENT_IMAGE}": failed to '
+                 f'resolve reference "{k8s.AGENT_IMAGE}": {k8s.AGENT_IMAGE}: not found')
+    assert "not found" in check.agent_hopeless([_pulling(k8s, "ErrImagePull", not_found, 5)], k8s.NOW)
+    # a registry hiccup: the kubelet's retries get PULL_GIVE_UP seconds
+    hiccup = (f'rpc error: code = Unknown desc = failed to pull and unpack image "{k8s.AGENT_IMAGE}": failed to copy: '
+              'httpReadSeeker: failed open: unexpected status code 503 Service Unavailable')
+    assert check.agent_hopeless([_pulling(k8s, "ErrImagePull", hiccup, 30)], k8s.NOW) == ""
+    back_off = f'Back-off pulling image "{k8s.AGENT_IMAGE}"'
+    assert check.agent_hopeless([_pulling(k8s, "ImagePullBackOff", back_off, 30)], k8s.NOW) == ""
+    assert check.agent_hopeless([_pulling(k8s, "ImagePullBackOff", back_off, 150)], k8s.NOW) == (
+        f"agent pod {k8s.AGENT_POD}: init container config waiting ImagePullBackOff: {back_off} "
+        "(still failing 150s after the pod started)")
+    assert check.agent_hopeless([k8s.agent_pod(), k8s.agent_pull_failing(k8s.agent_pod())], k8s.NOW) != ""
+    assert check.agent_hopeless([k8s.agent_pod()], k8s.NOW) == ""
+
+
+def test_agent_hopeless_on_a_crash_loop_like_the_operator(k8s):
+    pod = k8s.agent_pod()
+    cs = pod["status"]["containerStatuses"][0]
+    cs.update(restartCount=1, state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}})
+    assert check.agent_hopeless([pod], k8s.NOW) == ""  # may still recover
+    cs["restartCount"] = check.CRASHLOOP_GIVE_UP
+    assert check.agent_hopeless([pod], k8s.NOW) == (f"agent pod {k8s.AGENT_POD}: container cilium-agent waiting "
+                                                    "CrashLoopBackOff after 3 restart(s): back-off 10s")
+    # the operator's own rule stays the operator's: it reads no init container
+    assert check.hopeless([_pulling(k8s, "ErrImagePull", k8s.PULL_NO_SUCH_HOST, 5)]) == ""
+
+
 # -- upgrade-from-upstream ------------------------------------------------------------------------
 
 

@@ -164,6 +164,28 @@ def test_a_crashlooping_operator_stops_the_wait_and_its_window_never_starts(k8s,
                                       'permission denied"')
 
 
+def _agent_cannot_pull(k8s):
+    return k8s.snapshot(agent_pods=[k8s.agent_pull_failing(k8s.agent_pod())], nodes=[k8s.node(ready=False)],
+                        daemonset=k8s.daemonset(ready=0, available=0))
+
+
+def test_an_agent_that_cannot_pull_its_image_stops_the_wait_with_its_cause(k8s, env):
+    snap = install.deploy(env(kube=FakeKube(k8s, _agent_cannot_pull(k8s))), "acme/op:1.18.3", "1.18.3")
+    assert snap.waited.startswith(f"stopped after 0s: agent pod {k8s.AGENT_POD}: init container config waiting "
+                                  f"ErrImagePull: {k8s.PULL_NO_SUCH_HOST}")
+
+
+def test_the_agents_diagnostics_are_gathered_apart_from_the_operators(k8s, env):
+    snap = install.observe_deep(env(), _agent_cannot_pull(k8s), "acme/op:1.18.3")
+    assert snap.agent_diagnostics == [
+        f"events of pod {k8s.AGENT_POD}:\n  (none)",
+        f"pod {k8s.AGENT_POD} init container config has not started (waiting ErrImagePull): no logs",
+        *(f"pod {k8s.AGENT_POD} init container {c} has not started (waiting PodInitializing): no logs"
+          for c in k8s.AGENT_INITS[1:]),
+        f"pod {k8s.AGENT_POD} container cilium-agent has not started (waiting PodInitializing): no logs"]
+    assert any("helm get values" in d for d in snap.diagnostics)  # the operator's stay apart
+
+
 def test_a_restart_in_the_settle_window_is_recorded(k8s, env):
     again = copy.deepcopy(k8s.operator_pod())
     again["status"]["containerStatuses"][0]["restartCount"] = 1

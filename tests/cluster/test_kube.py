@@ -23,8 +23,9 @@ def test_observe_returns_the_api_json_unchanged(api, k8s):
     assert snap.pods == [api.pod] and snap.all_pods == [api.pod]
     assert snap.lease == k8s.lease() and snap.daemonset == k8s.daemonset() and snap.nodes == [k8s.node()]
     assert snap.crds == k8s.all_crds()
-    pod_query = next(q for path, q in api.seen if path == "/api/v1/namespaces/kube-system/pods")
-    assert pod_query["labelSelector"] == ["io.cilium/app=operator,name=cilium-operator"]
+    pod_queries = [q["labelSelector"] for path, q in api.seen if path == "/api/v1/namespaces/kube-system/pods"]
+    assert pod_queries == [["io.cilium/app=operator,name=cilium-operator"], ["k8s-app=cilium"]]
+    assert snap.agent_pods == [k8s.agent_pod()]  # by the DaemonSet's own selector
 
 
 def test_a_missing_object_is_none(api):

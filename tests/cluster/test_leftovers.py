@@ -329,4 +329,4 @@ def test_a_byo_session_through_the_plugin_leaves_the_cluster_as_found_and_report
     document = json.loads(report.read_text())
     assert document["cluster_cleanup"][0] == "helm release kube-system/cilium: uninstalled (installed by this run)"
     assert removed_lease in document["cluster_cleanup"]
-    assert f"## Cluster cleanup\n\n- helm release kube-system/cilium: uninstalled" in markdown.read_text()
+    assert "## Cluster cleanup\n\n- helm release kube-system/cilium: uninstalled" in markdown.read_text()

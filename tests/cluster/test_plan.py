@@ -248,3 +248,42 @@ def test_diagnostics_gather_adds_previous_logs_after_a_restart(k8s):
     out = diagnostics.gather(Kube(), Helm(), [k8s.crashlooping(k8s.operator_pod())])
     assert any("previous (crashed) container" in o and "permission denied" in o for o in out)
     assert out[-1] == "helm get values cilium:\n  operator:\n    replicas: 1"
+
+
+def test_agent_diagnostics_show_events_and_the_logs_of_containers_that_ran(k8s):
+    calls = []
+
+    class Kube:
+        def events(self, pod):
+            return [{"type": "Warning", "reason": "Failed", "lastTimestamp": k8s.ts(3),
+                     "message": f'Failed to pull image "{k8s.AGENT_IMAGE}": {k8s.PULL_NO_SUCH_HOST}'}]
+
+        def logs(self, pod, container, previous=False):
+            calls.append((pod["metadata"]["name"], container, previous))
+            return f"{container} {'previous' if previous else 'current'} run"
+
+    crashing = k8s.agent_pod("cilium-c4ash")
+    crashing["status"]["containerStatuses"][0].update(restartCount=2, state={"waiting": {"reason": "CrashLoopBackOff"}})
+    crashing["status"]["conditions"][2]["status"] = "False"  # Ready
+    out = diagnostics.gather_agents(Kube(), [k8s.agent_pod("cilium-ready"), crashing])
+    assert calls == [("cilium-c4ash", "cilium-agent", False), ("cilium-c4ash", "cilium-agent", True)]
+    assert out[0].startswith(f"events of pod {k8s.NS}/cilium-c4ash:") and "lookup quay.io: no such host" in out[0]
+    assert out[1:] == [f"last 1 log lines of pod {k8s.NS}/cilium-c4ash container cilium-agent:\n  cilium-agent current run",
+                       f"last 1 log lines of pod {k8s.NS}/cilium-c4ash previous (crashed) container cilium-agent:\n"
+                       "  cilium-agent previous run"]
+    calls.clear()
+    failed_init = k8s.agent_pull_failing(k8s.agent_pod())  # then: config ran, mount-cgroup keeps failing
+    inits = failed_init["status"]["initContainerStatuses"]
+    inits[0]["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+    inits[1].update(restartCount=3, state={"waiting": {"reason": "CrashLoopBackOff"}},
+                    lastState={"terminated": {"exitCode": 32, "reason": "Error"}})
+    out = diagnostics.gather_agents(Kube(), [failed_init])
+    assert calls == [("cilium-x7k2p", "mount-cgroup", False), ("cilium-x7k2p", "mount-cgroup", True)]
+    assert out[-1] == f"pod {k8s.AGENT_POD} container cilium-agent has not started (waiting PodInitializing): no logs"
+    calls.clear()
+    diagnostics.gather_agents(Kube(), [k8s.agent_pod()])  # every agent Ready (nodes may not be): all shown
+    assert calls == [("cilium-x7k2p", "cilium-agent", False)]  # completed init containers did their job
+    many = [k8s.agent_pull_failing(k8s.agent_pod(f"cilium-{i:05d}")) for i in range(5)]
+    out = diagnostics.gather_agents(Kube(), many)
+    assert sum(o.startswith("events of pod") for o in out) == 3
+    assert out[-1] == "(+2 more agent pod(s) like these, not shown)"

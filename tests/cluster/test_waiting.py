@@ -36,6 +36,16 @@ def test_wait_returns_as_soon_as_nothing_is_pending():
     assert out.rstrip().endswith("the Cilium rollout: converged after 14s")
 
 
+def test_progress_lines_list_every_pending_item_up_to_three():
+    two = ["DaemonSet cilium: numberReady 0 != 1", "node n: Ready=False"]
+    _, out, _ = run_wait([two] * 6 + [[]])
+    assert "the Cilium rollout: 10s elapsed, 2 pending: DaemonSet cilium: numberReady 0 != 1; node n: Ready=False" in out
+    five = [f"CRD c{i}.cilium.io does not exist" for i in range(5)]
+    _, out, _ = run_wait([five] * 6 + [[]])
+    assert ("5 pending: CRD c0.cilium.io does not exist; CRD c1.cilium.io does not exist; "
+            "CRD c2.cilium.io does not exist (+2 more)\n") in out
+
+
 def test_wait_gives_up_at_the_deadline_with_what_is_still_pending():
     result, out, clock = run_wait(iter(lambda: ["DaemonSet cilium: numberReady 0 != 1"], None), deadline=30)
     assert not result.ok and result.elapsed == 30.0
