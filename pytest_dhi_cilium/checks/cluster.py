@@ -104,11 +104,19 @@ class SettleObservation:
     observed: float = 0.0
     started_at: datetime | None = None
     detail: str = ""
+    looks: int = 0  # observations made in the window
+    unreadable: int = 0  # of them, how many found the API server unreadable
+
+    def blind_spots(self) -> str:
+        """Looks that saw nothing: a restart in between still shows in restartCount, a brief
+        readiness flap does not — so the message says how much of the window was seen."""
+        return (f", API server unreadable at {self.unreadable} of {self.looks} looks"
+                if self.unreadable else "")
 
     def describe(self) -> str:
         since = f" from {self.started_at:%H:%M:%SZ}" if self.started_at else ""
         if self.outcome == "held":
-            return f"held {self.observed:.0f}s{since}"
+            return f"held {self.observed:.0f}s{since}{self.blind_spots()}"
         if self.outcome == "broke":
             return f"broke after {self.observed:.0f}s{since}: {self.detail}"
         return f"not started: {self.detail}"
@@ -728,6 +736,8 @@ def _settle_window_problems(snap: Snapshot) -> list[str]:
         return [f"settle window broke after {seen.observed:.0f}s of {window:.0f}s: {seen.detail}"]
     if seen.observed < window:
         return [f"the operator pods were watched {seen.observed:.0f}s, less than the {window:.0f}s settle window"]
+    if seen.looks and seen.unreadable >= seen.looks:
+        return [f"settle window of {window:.0f}s not observed: the API server was unreadable at every look"]
     return []
 
 
@@ -768,7 +778,7 @@ def operator_healthy(snap: Snapshot) -> Verdict:
                   f"{len(snap.pods)}/{_get(snap.deployment, 'spec', 'replicas', default=1)} operator pod(s) "
                   f"Ready with no restart, watched {seen.observed:.0f}s"
                   + (f" from {seen.started_at:%H:%M:%SZ}" if seen.started_at else "")
-                  + f" (the whole {snap.settle:.0f}s settle window); {'; '.join(witnesses)}; lease acquired and "
+                  + f" (the whole {snap.settle:.0f}s settle window{seen.blind_spots()}); {'; '.join(witnesses)}; lease acquired and "
                     f"renewed by pod {pod_name(holder)}; CRDs established or re-confirmed by this run's operator",
                   evidence=evidence, expectation=expectation, notes=notes)
 

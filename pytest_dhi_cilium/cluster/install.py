@@ -226,9 +226,16 @@ def _settle(env: ClusterEnv, snap: Snapshot) -> tuple[Snapshot, SettleObservatio
         env.progress.line(f"operator settle window not started: {blocker}")
         return snap, SettleObservation("not started", detail=blocker)
     started = datetime.now(timezone.utc)
-    held = hold_for(lambda: _observe(env), settle_problems, window=env.settings.settle,
+    looks: list[Snapshot] = []
+
+    def look() -> Snapshot:
+        looks.append(_observe(env))
+        return looks[-1]
+
+    held = hold_for(look, settle_problems, window=env.settings.settle,
                     what="operator settle window", progress=env.progress)
-    return held.state, SettleObservation("held" if held.ok else "broke", held.elapsed, started, held.hopeless)
+    return held.state, SettleObservation("held" if held.ok else "broke", held.elapsed, started, held.hopeless,
+                                         looks=len(looks), unreadable=sum(1 for s in looks if s.api_error))
 
 
 def deploy(env: ClusterEnv, image: str, version: str | None, settle: bool = True) -> Snapshot:

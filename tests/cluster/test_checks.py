@@ -107,6 +107,8 @@ def test_fatal_line_in_logfmt_and_json_logs(log, expected):
     (check.SettleObservation("broke", 12.0, detail="pod x: Ready=False"),
      "settle window broke after 12s of 30s: pod x: Ready=False"),
     (check.SettleObservation("held", 10.0), "the operator pods were watched 10s, less than the 30s settle window"),
+    (check.SettleObservation("held", 30.0, looks=16, unreadable=16),
+     "settle window of 30s not observed: the API server was unreadable at every look"),
 ])
 def test_operator_healthy_needs_the_whole_settle_window_observed(k8s, observed, expected):
     verdict = check.operator_healthy(k8s.snapshot(settle_observed=observed))
@@ -127,6 +129,15 @@ def test_an_operator_ready_just_before_the_deadline_passes_only_with_the_window_
     assert broke.message == (f"settle window broke after 6s of 30s: pod {k8s.POD}: container cilium-operator "
                              "restarted 1 time(s)")
     assert f"wait: {gave_up}" in broke.explain()
+
+
+def test_looks_that_found_the_api_server_unreadable_are_counted_in_the_message(k8s):
+    """A restart during such a look still shows in restartCount at the next; a brief readiness
+    flap would not — so the pass says how much of the window was really seen."""
+    seen = check.SettleObservation("held", 30.0, k8s.NOW, looks=16, unreadable=2)
+    verdict = check.operator_healthy(k8s.snapshot(settle_observed=seen))
+    assert verdict.ok, verdict.explain()
+    assert "(the whole 30s settle window, API server unreadable at 2 of 16 looks)" in verdict.message
 
 
 def test_settle_blocker_says_why_watching_is_pointless(k8s):

@@ -256,6 +256,15 @@ def test_an_operator_restarting_while_the_agent_never_gets_ready_fails_its_windo
         f"settle window broke after 6s of 30s: pod {k8s.POD}: container cilium-operator restarted 1 time(s)")
 
 
+def test_looks_at_an_unreadable_api_server_in_the_window_are_counted(k8s, env, fake_time):
+    unreadable = check.Snapshot(k8s.NS, k8s.NOW, api_error="MaxRetryError: connection refused")
+    # the wait converges at its first look; the window looks 16 times (0..30s), the 2nd and 3rd see nothing
+    e = env(kube=FakeKube(k8s, k8s.snapshot(), k8s.snapshot(), unreadable, unreadable, k8s.snapshot()), settle=30)
+    seen = install.deploy(e, "acme/op:1.18.3", "1.18.3").settle_observed
+    assert (seen.outcome, seen.looks, seen.unreadable) == ("held", 16, 2)
+    assert seen.describe().endswith(", API server unreadable at 2 of 16 looks")
+
+
 def test_no_version_in_the_tag_asks_for_the_option(k8s, env):
     with pytest.raises(install.InstallError, match=r"no operator version in its tag\(s\) \(latest\).*--dhi-cilium-version"):
         install.install_target(env(), parse_reference("acme/op:latest"), image_model(k8s, names=["acme/op:latest"]))
