@@ -119,12 +119,13 @@ def deploy(env: ClusterEnv, image: str, version: str | None, settle: bool = True
 
 
 def _kubelet_user(pod: dict) -> ProcessUser | None:
-    """Kubernetes 1.31+ reports the process identity in containerStatuses[].user (from the CRI)."""
+    """containerStatuses[].user (KEP-3619): the IDs the runtime gave the first process (containerd
+    copies the OCI spec's process.user) — configured, not observed."""
     linux = ((container_status(pod) or {}).get("user") or {}).get("linux") or {}
     if linux.get("uid") is None:
         return None
     return ProcessUser(pod_name(pod), linux.get("uid"), linux.get("gid"),
-                       "pod status containerStatuses[].user (reported by the kubelet from the runtime)")
+                       "pod status containerStatuses[].user (the runtime's configured user, reported by the kubelet)")
 
 
 def observe_deep(env: ClusterEnv, snap: Snapshot, image_name: str) -> Snapshot:

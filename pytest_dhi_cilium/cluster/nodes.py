@@ -98,7 +98,8 @@ class NodeShell:
         if "Uid" not in ids or "Gid" not in ids:
             return pid, ProcessUser(name, spec_uid, spec_gid, f"OCI spec ({node}: /proc/{pid}/status unreadable)", (spec_line,))
         lines = (spec_line, f"/proc/{pid}/status on {node}: Uid {ids['Uid']} Gid {ids['Gid']} (real, effective, saved, fs)")
-        return pid, ProcessUser(name, ids["Uid"][1], ids["Gid"][1], f"/proc/{pid}/status on node {node}", lines)
+        return pid, ProcessUser(name, ids["Uid"][1], ids["Gid"][1], f"/proc/{pid}/status on node {node}", lines,
+                                observed=True)
 
     def healthz(self, pod: dict, pid: int) -> Healthz:
         node, url = (pod.get("spec") or {}).get("nodeName", ""), healthz_url(pod)

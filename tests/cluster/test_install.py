@@ -71,7 +71,7 @@ class FakeNodes:
         return self.kind_node
 
     def process(self, pod):
-        return 4242, ProcessUser(self.k8s.POD, 65532, 65532, "/proc/4242/status on node x")
+        return 4242, ProcessUser(self.k8s.POD, 65532, 65532, "/proc/4242/status on node x", observed=True)
 
     def healthz(self, pod, pid):
         return Healthz(self.k8s.POD, f"node netns (pid {pid})", "http://127.0.0.1:9234/healthz", 200, "ok")
@@ -180,8 +180,8 @@ def test_byo_cluster_without_node_access_uses_the_kubelet_user_or_says_why_not(k
             kind_cluster=None, byo_kubeconfig="/k")
     snap = install.install_target(e, parse_reference("registry.example/acme/op@sha256:" + "a1" * 32),
                                   image_model(k8s)).snapshot
-    assert [(u.uid, u.source) for u in snap.users] == [
-        (65532, "pod status containerStatuses[].user (reported by the kubelet from the runtime)")]
+    assert [(u.uid, u.source, u.observed) for u in snap.users] == [
+        (65532, "pod status containerStatuses[].user (the runtime's configured user, reported by the kubelet)", False)]
     assert snap.healthz[0].method == "pod proxy" and snap.node_images == []
     e = env(nodes=FakeNodes(k8s, kind_node=False), kind_cluster=None, byo_kubeconfig="/k")
     snap = install.install_target(e, parse_reference("acme/op:1.18.3"), image_model(k8s)).snapshot

@@ -197,7 +197,7 @@ def test_node_shell_reads_the_process_user_healthz_and_image(k8s, fake_docker):
     pod = k8s.operator_pod()
     assert shell.is_kind_node(k8s.NODE)
     pid, user = shell.process(pod)
-    assert (pid, user.uid, user.gid) == (4242, 65532, 65532)
+    assert (pid, user.uid, user.gid, user.observed) == (4242, 65532, 65532, True)
     assert user.source == f"/proc/4242/status on node {k8s.NODE}"
     assert any("OCI spec process.user" in e and "65532:65532" in e for e in user.evidence)
     health = shell.healthz(pod, pid)
