@@ -69,11 +69,17 @@ class Healthz:
 
 @dataclass(frozen=True)
 class ProcessUser:
+    """The operator's UID/GID. ``observed``: read from a live process (/proc/<pid>/status);
+    otherwise only configured — the OCI spec's process.user, which is also all the kubelet's
+    containerStatuses[].user carries (containerd copies it from the spec): the IDs the first
+    process was started with, not necessarily those it holds."""
+
     pod: str
     uid: int | None
     gid: int | None
     source: str  # where the numbers were read
     evidence: tuple[str, ...] = ()
+    observed: bool = False
 
 
 @dataclass(frozen=True)
@@ -855,6 +861,10 @@ def _security_context_user(pod: dict) -> str:
     return f"pod securityContext.runAsUser={p}" if p is not None else "no runAsUser in the pod spec"
 
 
+def _runs_as(u: ProcessUser) -> str:
+    return "the operator process runs as" if u.observed else "the operator container is configured to run as"
+
+
 def operator_runtime_user(snap: Snapshot, user: RuntimeUser) -> Verdict:
     want = f"{user.uid}:{user.gid}" if user.resolved else "?"
     expectation = (f"the operator process runs as the image's user "
@@ -864,7 +874,8 @@ def operator_runtime_user(snap: Snapshot, user: RuntimeUser) -> Verdict:
         return _failed("operator-runtime-user", [f"no operator process user observed: {why}"], [], snap,
                        expectation=expectation)
     pods = {pod_name(p): p for p in snap.pods}
-    evidence = [f"{u.pod}: UID {u.uid} GID {u.gid} from {u.source}; "
+    evidence = [f"{u.pod}: UID {u.uid} GID {u.gid} from {u.source} "
+                f"({'observed' if u.observed else 'configured; no live process observed'}); "
                 f"{_security_context_user(pods[u.pod]) if u.pod in pods else 'pod gone'}" for u in snap.users]
     evidence += [e for u in snap.users for e in u.evidence]
     evidence.append(f"image tier: Config.User {user.spec!r} resolves to {want}" if user.resolved
@@ -874,15 +885,24 @@ def operator_runtime_user(snap: Snapshot, user: RuntimeUser) -> Verdict:
         if u.uid is None:
             problems.append(f"{u.pod}: the process UID could not be read ({u.source})")
         elif u.uid == 0:
-            problems.append(f"{u.pod}: the operator process runs as root (UID 0)")
+            problems.append(f"{u.pod}: {_runs_as(u)} root (UID 0)")
         elif not user.resolved:
-            problems.append(f"{u.pod}: runs as UID {u.uid}, but the image's user is unresolved: {user.error}")
+            problems.append(f"{u.pod}: {_runs_as(u)} UID {u.uid}, but the image's user is unresolved: {user.error}")
         elif (u.uid, u.gid) != (user.uid, user.gid):
-            problems.append(f"{u.pod}: the operator process runs as {u.uid}:{u.gid}, the image declares "
+            problems.append(f"{u.pod}: {_runs_as(u)} {u.uid}:{u.gid}, the image declares "
                             f"{want} (Config.User {user.spec!r})")
     if problems:
         return _failed("operator-runtime-user", problems, evidence, snap, expectation=expectation)
-    return passed("operator-runtime-user", f"the operator process runs as {want}, the image's user",
+    # A configured user passes too (a crash loop leaves nothing live to read): runc execs the
+    # process with exactly these IDs and the operator never changes them; the message says so.
+    configured = [u.pod for u in snap.users if not u.observed]
+    if not configured:
+        return passed("operator-runtime-user", f"the operator process runs as {want}, the image's user",
+                      evidence=evidence, expectation=expectation)
+    return passed("operator-runtime-user",
+                  f"the operator container is configured to run as {want}, the image's user "
+                  f"(no live process observed for {', '.join(configured)}: read from "
+                  f"{'; '.join(u.source for u in snap.users if not u.observed)})",
                   evidence=evidence, expectation=expectation)
 
 

@@ -17,7 +17,7 @@ from ..signals import sigterm_as_interrupt
 from . import diagnostics, leftovers
 from .helm import NAMESPACE, RELEASE, Helm, HelmError, chart_version
 from .kind import LoadError, in_cluster_name, kind_cluster, load_image
-from .nodes import NodeShell
+from .nodes import NodeContainer, NodeShell, user_unobservable
 from .options import ClusterSettings
 from .waiting import Progress, hold_for, wait_for
 
@@ -40,7 +40,7 @@ class ClusterEnv:
     progress: Progress
     kube: object  # cluster.kube.Kube
     helm: Helm
-    nodes: NodeShell | None  # None: no container CLI to reach kind nodes with
+    nodes: NodeShell | None  # None: no container CLI to reach kind/k3d nodes with
     kind: object | None = None  # pytest_kind.KindCluster, None on a BYO cluster
     release_installed: bool = False  # by this session
     cleanup: list[str] = field(default_factory=list)  # on a cluster the run did not create: removed / kept
@@ -266,25 +266,27 @@ def deploy(env: ClusterEnv, image: str, version: str | None, settle: bool = True
 
 
 def _kubelet_user(pod: dict) -> ProcessUser | None:
-    """Kubernetes 1.31+ reports the process identity in containerStatuses[].user (from the CRI)."""
+    """containerStatuses[].user (KEP-3619; see nodes.user_unobservable for which clusters fill
+    it): the IDs the runtime gave the first process — configured, not observed."""
     linux = ((container_status(pod) or {}).get("user") or {}).get("linux") or {}
     if linux.get("uid") is None:
         return None
     return ProcessUser(pod_name(pod), linux.get("uid"), linux.get("gid"),
-                       "pod status containerStatuses[].user (reported by the kubelet from the runtime)")
+                       "pod status containerStatuses[].user (the runtime's configured user, reported by the kubelet)")
 
 
 def observe_deep(env: ClusterEnv, snap: Snapshot, image_name: str) -> Snapshot:
     """Add what needs more than the API objects: /healthz, the process user, the node's image
     record, and the diagnostics a failure will show (the operator's, and the agents')."""
     healthz, users, unobservable, node_images = [], [], [], []
-    kind_nodes: dict[str, bool] = {}
+    containers: dict[str, NodeContainer] = {}
     for pod in snap.pods:
         node = (pod.get("spec") or {}).get("nodeName", "")
-        if node not in kind_nodes:
-            kind_nodes[node] = bool(env.nodes and env.nodes.is_kind_node(node))
+        if node not in containers:
+            containers[node] = (env.nodes.node_container(node) if env.nodes
+                                else NodeContainer(node, "", "no container engine CLI to reach nodes with"))
         pid = None
-        if kind_nodes[node]:
+        if containers[node].provider:
             pid, user = env.nodes.process(pod)
             users.append(user)
         else:
@@ -292,11 +294,11 @@ def observe_deep(env: ClusterEnv, snap: Snapshot, image_name: str) -> Snapshot:
             if user:
                 users.append(user)
             else:
-                unobservable.append(f"{pod_name(pod)}: node {node or '?'} is not a kind node container on "
-                                    "this host and the kubelet reports no containerStatuses[].user")
+                node_object = next((n for n in snap.nodes if (n.get("metadata") or {}).get("name") == node), None)
+                unobservable.append(user_unobservable(pod_name(pod), node, containers[node], node_object))
         healthz.append(env.nodes.healthz(pod, pid) if pid else env.kube.healthz_via_proxy(pod))
-    for node, is_kind in kind_nodes.items():
-        if is_kind:
+    for node, container in containers.items():
+        if container.provider:
             node_images.append(env.nodes.image(node, image_name))
     current_logs, previous_logs = _operator_logs(env, snap.pods)
     return replace(snap, healthz=healthz, users=users, users_unobservable="; ".join(unobservable),

@@ -414,7 +414,7 @@ def test_runtime_user_matches_the_image_user(k8s):
 
 
 def test_runtime_user_root_fails(k8s):
-    verdict = check.operator_runtime_user(k8s.snapshot(users=[ProcessUser(k8s.POD, 0, 0, "/proc/4242/status")]),
+    verdict = check.operator_runtime_user(k8s.snapshot(users=[ProcessUser(k8s.POD, 0, 0, "/proc/4242/status", observed=True)]),
                                           NONROOT)
     assert verdict.message == f"{k8s.POD}: the operator process runs as root (UID 0)"
 
@@ -422,7 +422,7 @@ def test_runtime_user_root_fails(k8s):
 def test_runtime_user_set_by_the_pod_spec_is_named(k8s):
     pod = k8s.operator_pod()
     pod["spec"]["containers"][0]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 1000}
-    snap = k8s.snapshot(pods=[pod], users=[ProcessUser(k8s.POD, 1000, 1000, "/proc/4242/status")])
+    snap = k8s.snapshot(pods=[pod], users=[ProcessUser(k8s.POD, 1000, 1000, "/proc/4242/status", observed=True)])
     verdict = check.operator_runtime_user(snap, NONROOT)
     assert not verdict.ok
     assert verdict.message == (f"{k8s.POD}: the operator process runs as 1000:1000, the image declares "
@@ -434,6 +434,26 @@ def test_runtime_user_with_an_unresolved_image_user_fails(k8s):
     unresolved = RuntimeUser("op", None, None, error="user 'op' is not in the image's /etc/passwd")
     verdict = check.operator_runtime_user(k8s.snapshot(), unresolved)
     assert not verdict.ok and "unresolved" in verdict.message
+
+
+def test_runtime_user_read_from_the_oci_spec_is_called_configured(k8s):
+    """A crash loop leaves no live process: the OCI spec's user passes, worded as configured."""
+    spec = ProcessUser(k8s.POD, 65532, 65532, "the OCI spec of container 4f4f4f4f4f4f on node-1 "
+                       "(crictl reports no running process)", ("OCI spec process.user of container 4f4f4f4f4f4f "
+                                                                "on node-1: 65532:65532",))
+    verdict = check.operator_runtime_user(k8s.snapshot(users=[spec]), NONROOT)
+    assert verdict.ok, verdict.explain()
+    assert verdict.message.startswith("the operator container is configured to run as 65532:65532, the image's "
+                                      f"user (no live process observed for {k8s.POD}: read from the OCI spec")
+    assert "runs as" not in verdict.message
+    assert any("(configured; no live process observed)" in e for e in verdict.evidence)
+
+
+def test_runtime_user_configured_root_fails_as_configured(k8s):
+    kubelet = ProcessUser(k8s.POD, 0, 0, "pod status containerStatuses[].user")
+    verdict = check.operator_runtime_user(k8s.snapshot(users=[kubelet]), NONROOT)
+    assert not verdict.ok
+    assert verdict.message == f"{k8s.POD}: the operator container is configured to run as root (UID 0)"
 
 
 def test_runtime_user_not_observed_fails(k8s):

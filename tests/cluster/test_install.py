@@ -12,6 +12,7 @@ from pytest_dhi_cilium.checks import cluster as check
 from pytest_dhi_cilium.checks.cluster import Healthz, NodeImage, ProcessUser
 from pytest_dhi_cilium.cluster import install, kind
 from pytest_dhi_cilium.cluster.helm import HelmError
+from pytest_dhi_cilium.cluster.nodes import NodeContainer
 from pytest_dhi_cilium.cluster.options import ClusterSettings
 from pytest_dhi_cilium.cluster.waiting import Progress
 from pytest_dhi_cilium.image.reference import parse_reference
@@ -71,11 +72,13 @@ class FakeNodes:
     def __init__(self, k8s, kind_node=True):
         self.k8s, self.kind_node = k8s, kind_node
 
-    def is_kind_node(self, node):
-        return self.kind_node
+    def node_container(self, node):
+        if self.kind_node:
+            return NodeContainer(node, "kind cluster dhi")
+        return NodeContainer(node, "", f"docker inspect {node}: Error: No such object: {node}")
 
     def process(self, pod):
-        return 4242, ProcessUser(self.k8s.POD, 65532, 65532, "/proc/4242/status on node x")
+        return 4242, ProcessUser(self.k8s.POD, 65532, 65532, "/proc/4242/status on node x", observed=True)
 
     def healthz(self, pod, pid):
         return Healthz(self.k8s.POD, f"node netns (pid {pid})", "http://127.0.0.1:9234/healthz", 200, "ok")
@@ -290,12 +293,16 @@ def test_byo_cluster_without_node_access_uses_the_kubelet_user_or_says_why_not(k
             kind_cluster=None, byo_kubeconfig="/k")
     snap = install.install_target(e, parse_reference("registry.example/acme/op@sha256:" + "a1" * 32),
                                   image_model(k8s)).snapshot
-    assert [(u.uid, u.source) for u in snap.users] == [
-        (65532, "pod status containerStatuses[].user (reported by the kubelet from the runtime)")]
+    assert [(u.uid, u.source, u.observed) for u in snap.users] == [
+        (65532, "pod status containerStatuses[].user (the runtime's configured user, reported by the kubelet)", False)]
     assert snap.healthz[0].method == "pod proxy" and snap.node_images == []
     e = env(nodes=FakeNodes(k8s, kind_node=False), kind_cluster=None, byo_kubeconfig="/k")
     snap = install.install_target(e, parse_reference("acme/op:1.18.3"), image_model(k8s)).snapshot
-    assert snap.users == [] and "is not a kind node container on this host" in snap.users_unobservable
+    assert snap.users == []
+    assert snap.users_unobservable.startswith(
+        f"{k8s.POD}: node {k8s.NODE} is not a kind or k3d node container on this host (docker inspect {k8s.NODE}: "
+        f"Error: No such object: {k8s.NODE}) and its kubelet reports no containerStatuses[].user (kubelet ?, "
+        "runtime containerd://2.1.1, status.features.supplementalGroupsPolicy absent)")
 
 
 def test_upgrade_installs_upstream_first_then_the_image_under_test(k8s, env, monkeypatch):

@@ -180,7 +180,7 @@ def fake_docker(tmp_path):
     script.write_text(f"""#!/bin/sh
 d={tmp_path}
 case "$1 $3 $4" in
-  "inspect "*) echo dhi-cilium ;;
+  "inspect "*) echo '{{"io.x-k8s.kind.cluster": "dhi-cilium", "io.x-k8s.kind.role": "control-plane"}}' ;;
   "exec crictl inspect") cat $d/crictl-inspect.json ;;
   "exec cat /proc/4242/status") cat $d/proc-status ;;
   "exec nsenter --target") printf 'ok\\n200' ;;
@@ -195,13 +195,14 @@ esac
 def test_node_shell_reads_the_process_user_healthz_and_image(k8s, fake_docker):
     shell = nodes.NodeShell(fake_docker)
     pod = k8s.operator_pod()
-    assert shell.is_kind_node(k8s.NODE)
+    assert shell.node_container(k8s.NODE).provider == "kind cluster dhi-cilium"
     pid, user = shell.process(pod)
-    assert (pid, user.uid, user.gid) == (4242, 65532, 65532)
+    assert (pid, user.uid, user.gid, user.observed) == (4242, 65532, 65532, True)
     assert user.source == f"/proc/4242/status on node {k8s.NODE}"
     assert any("OCI spec process.user" in e and "65532:65532" in e for e in user.evidence)
     health = shell.healthz(pod, pid)
     assert (health.status, health.body, health.url) == (200, "ok", "http://127.0.0.1:9234/healthz")
+    assert health.method == f"node netns ({k8s.NODE}, pid 4242, curl)"
     assert shell.image(k8s.NODE, k8s.IMAGE).id == "sha256:c0"
 
 
@@ -210,7 +211,8 @@ def test_node_shell_failures_are_observations_not_crashes(k8s, tmp_path):
     failing.write_text("#!/bin/sh\necho 'Error response from daemon: No such container' >&2\nexit 1\n")
     failing.chmod(0o755)
     shell = nodes.NodeShell(str(failing))
-    assert not shell.is_kind_node("gke-node-1")
+    gke = shell.node_container("gke-node-1")
+    assert gke.provider == "" and "No such container" in gke.problem
     pid, user = shell.process(k8s.operator_pod())
     assert pid is None and user.uid is None and "No such container" in user.source
     assert "No such container" in shell.image("n", "x").error

@@ -30,7 +30,7 @@ exit 0
 """
 DOCKER = """echo "docker $*" >> {dir}/calls
 case "$1 $3 $4" in
-  "inspect "*) echo offline ;;
+  "inspect "*) echo '{{"io.x-k8s.kind.cluster": "offline"}}' ;;
   "exec crictl inspect") echo '{{"info": {{"pid": 4242, "runtimeSpec": {{"process": {{"user": {{"uid": 65532, "gid": 65532}}}}}}}}}}' ;;
   "exec cat /proc/4242/status") printf 'Name:\\tcilium-operato\\nUid:\\t65532\\t65532\\t65532\\t65532\\nGid:\\t65532\\t65532\\t65532\\t65532\\n' ;;
   "exec nsenter --target") printf 'ok\\n200' ;;
