@@ -304,8 +304,10 @@ class _Reporter:
             counts: dict[str, int] = {}
             for check in image["checks"]:
                 counts[check["outcome"]] = counts.get(check["outcome"], 0) + 1
+            # A skipped check is shown with its reason below; "not run" names only the rest.
+            unseen = [c for c in image["not_run"] if c not in {check["id"] for check in image["checks"]}]
             tally = ", ".join([f"{n} {o}" for o, n in sorted(counts.items())]
-                              + ([f"{len(image['not_run'])} not run"] if image["not_run"] else []))
+                              + ([f"{len(unseen)} not run"] if unseen else []))
             where = f" ({image['platform']})" if image["platform"] else ""
             terminalreporter.write_line(
                 f"{image['result'].upper():10} {image['ref']}{where} "
@@ -315,8 +317,8 @@ class _Reporter:
             for check in image["checks"]:
                 if check["outcome"] != "passed":  # failures, errors and skips, each with its why
                     terminalreporter.write_line(f"    {check['outcome']:8} {check['id']}: {check['message']}")
-            if image["not_run"]:
-                terminalreporter.write_line(f"    not run  {', '.join(image['not_run'])}")
+            if unseen:
+                terminalreporter.write_line(f"    not run  {', '.join(unseen)}")
             if image["ref"] in self.moved:
                 terminalreporter.write_line(f"    warning  {self.moved[image['ref']]}")
         if self.document.get("cluster_cleanup"):

@@ -328,3 +328,15 @@ def test_a_watch_reads_each_log_line_once_and_misses_none(loaded_images, tmp_pat
     assert set(lines) <= want, "a line came back cut or garbled"
     assert max(len(text) for text in looks) <= LOG_CAP
     assert len(lines) < 1.5 * len(want)  # lines come back only when the look before read them too
+
+
+def test_a_skipped_check_is_listed_once_with_its_reason_not_again_as_not_run(run_suite, fake_operator, archive):
+    """An arm64 image on this amd64 engine: each runtime check is skipped with the reason, and the
+    terminal's tally counts it once (the report's not_run still lists it: the result is incomplete)."""
+    spec = ik.dhi_like(fake_operator)
+    spec.architecture = "arm64"
+    result, report = runtime_report(run_suite, archive(spec))
+    summary = result.stdout.str().split("dhi-cilium ==", 1)[1]
+    assert "    skipped  help: linux/arm64 image cannot run on this" in summary
+    assert ": 6 passed, 7 skipped\n" in summary and "    not run  " not in summary
+    assert report["images"][0]["result"] == "incomplete" and "help" in report["images"][0]["not_run"]
