@@ -627,17 +627,24 @@ def node_problems(nodes: list[dict]) -> list[str]:
     return [_node_line(n) for n in nodes if not _is_true(n, "Ready")]
 
 
-def rollout_pending(snap: Snapshot) -> list[str]:
-    """Everything the waiter waits for; empty when the install has converged."""
+def operator_pending(snap: Snapshot) -> list[str]:
+    """What the operator's own rollout still waits for: its Deployment and pods, the lease, the CRDs."""
     if snap.api_error:
         return [f"API server: {snap.api_error}"]
     pending = deployment_problems(snap.deployment)
     pending += [p for pod in snap.pods for p in pod_readiness_problems(pod)]
     if snap.deployment is not None and not snap.pods:
         pending.append(f"no pod of Deployment {OPERATOR_DEPLOYMENT} yet")
-    pending += daemonset_problems(snap.daemonset) + node_problems(snap.nodes) + crd_problems(snap.crds)
-    pending += lease_problems(snap.lease, snap.pods, snap.taken_at)
-    return pending
+    return pending + crd_problems(snap.crds) + lease_problems(snap.lease, snap.pods, snap.taken_at)
+
+
+def rollout_pending(snap: Snapshot) -> list[str]:
+    """Everything the waiter waits for (the operator's part, then the agents and the nodes);
+    empty when the install has converged."""
+    pending = operator_pending(snap)
+    if snap.api_error:
+        return pending
+    return pending + daemonset_problems(snap.daemonset) + node_problems(snap.nodes)
 
 
 # -- verdict helpers -----------------------------------------------------------------------------

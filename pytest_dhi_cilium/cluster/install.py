@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from ..checks.cluster import (LEASE_NAME, OPERATOR_CONTAINER, ImageUnderTest, ProcessUser, SettleObservation,
-                              Snapshot, Upgrade, agent_hopeless, container_status, hopeless, pod_name,
-                              rollout_pending, settle_blocker, settle_problems)
+                              Snapshot, Upgrade, agent_hopeless, container_status, hopeless, operator_pending,
+                              pod_name, rollout_pending, settle_blocker, settle_problems)
 from ..image.reference import DAEMON, Reference, image_tags, tag_of
 from ..signals import sigterm_as_interrupt
 from . import diagnostics, leftovers
@@ -254,10 +254,24 @@ def deploy(env: ClusterEnv, image: str, version: str | None, settle: bool = True
             raise InstallError(str(exc)) from None
         finally:
             env.release_installed = True  # whatever helm got to, the uninstall must run
-    waited = wait_for(lambda: _observe(env), rollout_pending,
-                      hopeless=lambda snap: hopeless(snap.pods) or agent_hopeless(snap.agent_pods, snap.taken_at),
+    # An agent that cannot recover ends the wait for the agents, not for the operator: its own
+    # rollout, lease and CRDs are still waited for (an upgrade's new pods included), then its
+    # settle window held — the operator's verdict must not depend on the agent's image.
+    agents_given_up = ""
+
+    def pending(snap: Snapshot) -> list[str]:
+        nonlocal agents_given_up
+        if not agents_given_up and not snap.api_error:
+            agents_given_up = agent_hopeless(snap.agent_pods, snap.taken_at)
+            if agents_given_up:
+                env.progress.line(f"stopped waiting for the agents: {agents_given_up}; still waiting for the operator")
+        return operator_pending(snap) if agents_given_up else rollout_pending(snap)
+
+    waited = wait_for(lambda: _observe(env), pending, hopeless=lambda snap: hopeless(snap.pods),
                       deadline=s.timeout, what="the Cilium rollout", progress=env.progress)
     snap, how = waited.state, waited.describe()
+    if agents_given_up:
+        how = f"stopped waiting for the agents: {agents_given_up}; the operator's rollout {how}"
     observed = None
     if settle:
         snap, observed = _settle(env, snap)

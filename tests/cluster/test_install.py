@@ -174,8 +174,23 @@ def _agent_cannot_pull(k8s):
 
 def test_an_agent_that_cannot_pull_its_image_stops_the_wait_with_its_cause(k8s, env):
     snap = install.deploy(env(kube=FakeKube(k8s, _agent_cannot_pull(k8s))), "acme/op:1.18.3", "1.18.3")
-    assert snap.waited.startswith(f"stopped after 0s: agent pod {k8s.AGENT_POD}: init container config waiting "
-                                  f"ErrImagePull: {k8s.PULL_NO_SUCH_HOST}")
+    assert snap.waited.startswith(f"stopped waiting for the agents: agent pod {k8s.AGENT_POD}: init container "
+                                  f"config waiting ErrImagePull: {k8s.PULL_NO_SUCH_HOST}; the operator's rollout "
+                                  "converged after 0s; operator settle window: held")
+
+
+def test_a_hopeless_agent_does_not_end_the_wait_for_the_operator(k8s, env, fake_time):
+    """Seen live: the agent's image could not be pulled while the operator's pod was still Pending
+    (an upgrade's new pod too); the operator is still waited for, then watched for its window."""
+    agent_down = _agent_cannot_pull(k8s)
+    pending = copy.deepcopy(agent_down)
+    pending.pods = [k8s.operator_pod(ready=False)]
+    e = env(kube=FakeKube(k8s, *[pending] * 4, agent_down), timeout=60, settle=30)
+    snap = install.deploy(e, "acme/op:1.18.3", "1.18.3")
+    assert "; the operator's rollout converged after 8s; operator settle window: held 30s" in snap.waited
+    verdict = check.operator_healthy(snap)
+    assert verdict.ok, verdict.explain()
+    assert not check.cilium_ready(snap).ok
 
 
 def test_the_agents_diagnostics_are_gathered_apart_from_the_operators(k8s, env):
