@@ -307,9 +307,11 @@ def hopeless(pods: list[dict]) -> str:
 
 
 def settle_problems(snap: Snapshot) -> list[str]:
-    """What breaks the settle window: an operator pod not Ready, or restarted."""
+    """What breaks the settle window: no operator pod left to watch, a pod not Ready, or restarted."""
     if snap.api_error:
         return []  # an unreadable API server says nothing about the pods; keep observing
+    if not snap.pods:  # nothing watched is not "Ready with no restart"
+        return [f"no pod of Deployment {OPERATOR_DEPLOYMENT} to watch"]
     return [p for pod in snap.pods for p in restart_problems(pod) + pod_readiness_problems(pod)]
 
 

@@ -215,6 +215,12 @@ def test_a_restart_in_the_settle_window_is_recorded(k8s, env):
     assert snap.pods[0]["status"]["containerStatuses"][0]["restartCount"] == 1
 
 
+def test_an_operator_pod_gone_in_the_settle_window_breaks_it(k8s, env):
+    e = env(kube=FakeKube(k8s, k8s.snapshot(), k8s.snapshot(pods=[])), settle=30)
+    seen = install.deploy(e, "acme/op:1.18.3", "1.18.3").settle_observed
+    assert (seen.outcome, seen.detail) == ("broke", "no pod of Deployment cilium-operator to watch")
+
+
 class FakeClock:
     def __init__(self):
         self.now = 0.0
