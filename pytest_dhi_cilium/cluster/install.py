@@ -234,8 +234,11 @@ def _settle(env: ClusterEnv, snap: Snapshot) -> tuple[Snapshot, SettleObservatio
 
     held = hold_for(look, settle_problems, window=env.settings.settle,
                     what="operator settle window", progress=env.progress)
-    return held.state, SettleObservation("held" if held.ok else "broke", held.elapsed, started, held.hopeless,
-                                         looks=len(looks), unreadable=sum(1 for s in looks if s.api_error))
+    # The checks judge the last look that read the cluster: one that found the API server
+    # unreadable has no Deployment in it, which is not "the Deployment does not exist".
+    judged = next((s for s in reversed([snap, *looks]) if not s.api_error), held.state)
+    return judged, SettleObservation("held" if held.ok else "broke", held.elapsed, started, held.hopeless,
+                                     looks=len(looks), unreadable=sum(1 for s in looks if s.api_error))
 
 
 def deploy(env: ClusterEnv, image: str, version: str | None, settle: bool = True) -> Snapshot:

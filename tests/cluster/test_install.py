@@ -289,6 +289,18 @@ def test_looks_at_an_unreadable_api_server_in_the_window_are_counted(k8s, env, f
     assert seen.describe().endswith(", API server unreadable at 2 of 16 looks")
 
 
+def test_a_window_ending_on_an_unreadable_look_is_judged_on_the_last_readable_one(k8s, env, fake_time):
+    unreadable = check.Snapshot(k8s.NS, k8s.NOW, api_error="MaxRetryError: connection refused")
+    # the wait converges at its first look; the window looks at 0s (readable) and 2s (unreadable)
+    e = env(kube=FakeKube(k8s, k8s.snapshot(), k8s.snapshot(), unreadable), settle=2)
+    snap = install.deploy(e, "acme/op:1.18.3", "1.18.3")
+    seen = snap.settle_observed
+    assert (seen.outcome, seen.looks, seen.unreadable) == ("held", 2, 1)
+    assert not snap.api_error and snap.deployment is not None and snap.pods
+    verdict = check.operator_healthy(snap)
+    assert verdict.ok, verdict.explain()  # not "Deployment cilium-operator does not exist"
+
+
 def test_no_version_in_the_tag_asks_for_the_option(k8s, env):
     with pytest.raises(install.InstallError, match=r"no operator version in its tag\(s\) \(latest\).*--dhi-cilium-version"):
         install.install_target(env(), parse_reference("acme/op:latest"), image_model(k8s, names=["acme/op:latest"]))
