@@ -293,13 +293,19 @@ def restart_problems(pod: dict) -> list[str]:
     return problems
 
 
+def _cannot_recover(cs: dict) -> bool:
+    """A container in a state no amount of waiting cures, or crash-looping."""
+    reason = _get(cs, "state", "waiting", "reason", default="")
+    return reason in HOPELESS_REASONS or (reason == "CrashLoopBackOff"
+                                          and cs.get("restartCount", 0) >= CRASHLOOP_GIVE_UP)
+
+
 def hopeless(pods: list[dict]) -> str:
     """A reason to stop waiting now: a state that no amount of waiting cures."""
     for pod in pods:
         for cs in _get(pod, "status", "containerStatuses", default=[]):
-            reason = _get(cs, "state", "waiting", "reason", default="")
-            crashlooping = reason == "CrashLoopBackOff" and cs.get("restartCount", 0) >= CRASHLOOP_GIVE_UP
-            if reason in HOPELESS_REASONS or crashlooping:
+            if _cannot_recover(cs):
+                reason = _get(cs, "state", "waiting", "reason")
                 message = _get(cs, "state", "waiting", "message", default="")
                 return (f"pod {pod_name(pod)}: container {cs.get('name')} {reason} after "
                         f"{cs.get('restartCount', 0)} restart(s)" + (f": {message}" if message else ""))
@@ -381,9 +387,9 @@ def agent_problems(pod: dict, limit: int | None = None) -> list[str]:
     return problems + [f"agent pod {name}: {_cond(pod, 'Ready')}"]
 
 
-def _seconds_since_start(pod: dict, now: datetime) -> float | None:
-    started = parse_time(_get(pod, "status", "startTime")) or parse_time(_get(pod, "metadata", "creationTimestamp"))
-    return None if started is None else (now - started).total_seconds()
+def _pod_start(pod: dict) -> datetime | None:
+    """When the pod started: status.startTime (the kubelet accepted it), else its creation."""
+    return parse_time(_get(pod, "status", "startTime")) or parse_time(_get(pod, "metadata", "creationTimestamp"))
 
 
 def agent_hopeless(pods: list[dict], now: datetime) -> str:
@@ -397,12 +403,12 @@ def agent_hopeless(pods: list[dict], now: datetime) -> str:
             reason = _get(cs, "state", "waiting", "reason", default="")
             message = _get(cs, "state", "waiting", "message", default="").lower()
             stuck = f"agent pod {pod_name(pod)}: {kind} {cs.get('name')} {_container_trouble(cs)}"
-            if (reason in HOPELESS_REASONS
-                    or (reason == "CrashLoopBackOff" and cs.get("restartCount", 0) >= CRASHLOOP_GIVE_UP)
-                    or (reason in PULL_FAILURES and any(cause in message for cause in PERMANENT_PULL_ERRORS))):
+            if _cannot_recover(cs) or (reason in PULL_FAILURES
+                                       and any(cause in message for cause in PERMANENT_PULL_ERRORS)):
                 return stuck
-            age = _seconds_since_start(pod, now) if reason in PULL_FAILURES else None
-            if age is not None and age >= PULL_GIVE_UP:
+            started = _pod_start(pod) if reason in PULL_FAILURES else None
+            age = (now - started).total_seconds() if started else 0.0
+            if age >= PULL_GIVE_UP:
                 return f"{stuck} (still failing {age:.0f}s after the pod started)"
     return ""
 
@@ -554,10 +560,6 @@ def fatal_line(log: str) -> str:
         if fields.get("level") == "fatal":
             return f"level=fatal msg={json.dumps(fields.get('msg', line.strip()), ensure_ascii=False)}"
     return ""
-
-
-def _pod_start(pod: dict) -> datetime | None:
-    return parse_time(_get(pod, "status", "startTime")) or parse_time(_get(pod, "metadata", "creationTimestamp"))
 
 
 def _since(value: str | None, start: datetime) -> bool:
