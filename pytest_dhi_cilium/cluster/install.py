@@ -90,14 +90,14 @@ def _left_as_found(env: ClusterEnv):
 
 
 def _inventory_before(env: ClusterEnv) -> leftovers.Inventory | None:
-    """Cilium's cluster-wide objects before the first install; None: unreadable, and then
-    nothing is removed at the end (what the run created cannot be told from what was there)."""
+    """Cilium's cluster-wide objects before the first install; None: unreadable, and then none
+    of them is removed at the end (what the run created cannot be told from what was there)."""
     with env.progress.step("recording Cilium's CRDs, Lease and node taints before the run"):
         try:
             crds, lease, nodes = env.kube.leftover_objects(NAMESPACE)
         except Exception as exc:  # ApiException, urllib3 connection errors, timeouts
             env.cleanup.append(f"no record of the cluster before the run ({type(exc).__name__}: "
-                               f"{str(exc).strip()[:200]}): nothing of Cilium's removed at the end")
+                               f"{str(exc).strip()[:200]}): no Cilium CRD, Lease or node taint removed at the end")
             return None
         return leftovers.inventory(crds, lease, nodes, release=env.helm.release_exists())
 
@@ -135,7 +135,7 @@ def _remove_leftovers(env: ClusterEnv, before: leftovers.Inventory) -> None:
         todo = leftovers.plan(before, *env.kube.leftover_objects(NAMESPACE))
     except Exception as exc:  # ApiException, urllib3 connection errors, timeouts
         env.cleanup.append(f"could not read the cluster after the run ({type(exc).__name__}: "
-                           f"{str(exc).strip()[:200]}): nothing of Cilium's removed")
+                           f"{str(exc).strip()[:200]}): no Cilium CRD, Lease or node taint removed")
         raise LeftoverError(env.cleanup[-1]) from None
     failed: dict[str, str] = {}
     unfinished: list[str] = []

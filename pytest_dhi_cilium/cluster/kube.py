@@ -140,7 +140,9 @@ class Kube:
 
     def replace_taints(self, node: str, current: list[dict], wanted: list[dict]) -> None:
         """A JSON patch that applies only if the taints are still ``current`` (the API server
-        refuses it otherwise, 422): a taint placed meanwhile by someone else is never lost."""
+        refuses it otherwise, 422): a taint placed meanwhile by someone else is never lost —
+        except on a node read with no taints, where there is no list to test and the add replaces
+        whatever appeared in between."""
         if not current:
             patch = [{"op": "add", "path": "/spec/taints", "value": wanted}]
         else:  # no taints left: the member goes, as a node that never had one shows none

@@ -249,7 +249,7 @@ def test_what_could_not_be_removed_fails_the_cleanup_and_says_so(byo, monkeypatc
     assert LEASE_PATH in byo.store and not [p for p in byo.store if p.endswith("ciliumnodes.cilium.io")]
 
 
-def test_an_unreadable_cluster_before_the_run_means_nothing_is_removed(byo, monkeypatch):
+def test_an_unreadable_cluster_before_the_run_means_only_our_release_is_removed(byo, monkeypatch):
     from pytest_dhi_cilium.cluster.kube import Kube
 
     calls = []
@@ -264,8 +264,8 @@ def test_an_unreadable_cluster_before_the_run_means_nothing_is_removed(byo, monk
     monkeypatch.setattr(Kube, "leftover_objects", unreachable_once)
     session = run_session(byo)
     assert session.env.cleanup == [
-        "no record of the cluster before the run (ConnectionError: connection refused): nothing of Cilium's "
-        "removed at the end",
+        "no record of the cluster before the run (ConnectionError: connection refused): no Cilium CRD, Lease "
+        "or node taint removed at the end",
         "helm release kube-system/cilium: uninstalled (installed by this run)"]
     assert LEASE_PATH in byo.store and len(calls) == 1
 
