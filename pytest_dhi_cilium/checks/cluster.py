@@ -367,9 +367,14 @@ def _container_trouble(cs: dict, limit: int | None = None) -> str:
         message = (last.get("message") or "").strip() or waiting.get("message")
         return text + (f": {short_cause(message, limit)}" if message else "")
     if terminated and terminated.get("exitCode") != 0:
-        return (f"terminated: exit {terminated.get('exitCode')} ({terminated.get('reason')})"
-                + (f": {short_cause(terminated['message'].strip(), limit)}" if terminated.get("message") else ""))
+        return _terminated_text(terminated, limit)
     return ""
+
+
+def _terminated_text(terminated: dict, limit: int | None = None) -> str:
+    message = (terminated.get("message") or "").strip()
+    return (f"terminated: exit {terminated.get('exitCode')} ({terminated.get('reason')})"
+            + (f": {short_cause(message, limit)}" if message else ""))
 
 
 def agent_problems(pod: dict, limit: int | None = None) -> list[str]:
@@ -435,13 +440,14 @@ def pod_status_column(pod: dict) -> str:
 
 
 def _container_state(cs: dict) -> str:
+    """One container's state in full (``kubectl describe``'s State and Last State), for the evidence."""
     state = _get(cs, "state", default={})
     if "running" in state:
         return f"running since {_get(state, 'running', 'startedAt', default='?')}"
     if "terminated" in state:
-        done = state["terminated"]
-        return (f"terminated: exit {done.get('exitCode')} ({done.get('reason')})"
-                + (f": {done['message'].strip()}" if done.get("message") else ""))
+        return _terminated_text(state["terminated"] or {})
+    if "waiting" not in state:
+        return "no state reported"
     waiting, last = state.get("waiting") or {}, _get(cs, "lastState", "terminated", default={})
     return (f"waiting {waiting.get('reason', '?')}" + (f": {waiting['message']}" if waiting.get("message") else "")
             + (f"; last exit {last.get('exitCode')} ({last.get('reason')})" if last else "")
@@ -601,7 +607,8 @@ def crd_run_problems(snap: Snapshot) -> tuple[list[str], list[str]]:
             evidence.append(f"CRD {name}: {touch}")
         else:
             problems.append(
-                f"CRD {name}: Established since {_get(condition(crd, 'Established'), 'lastTransitionTime')}, "
+                f"CRD {name}: Established since "
+                f"{_get(condition(crd, 'Established'), 'lastTransitionTime', default='(no lastTransitionTime)')}, "
                 f"before this run's operator pod started ({start:%Y-%m-%dT%H:%M:%SZ}), and not re-confirmed by it: "
                 f"no write by {OPERATOR_MANAGER_PREFIX}* since (managedFields), no {CRD_CONFIRMED_LOG!r} line "
                 f"for it in the operator's log")

@@ -508,6 +508,13 @@ def test_cilium_ready_fails_with_the_agents_cause_and_their_diagnostics(k8s):
     assert f"events of pod {k8s.POD}" not in verdict.explain()  # the operator's
 
 
+def test_a_container_status_with_no_state_is_shown_as_such(k8s):
+    """The API makes containerStatuses[].state optional: nothing is claimed for a status without one."""
+    stateless = k8s.agent_pod()
+    del stateless["status"]["containerStatuses"][0]["state"]
+    assert "  container cilium-agent: no state reported; restarts 0" in check.agent_status(stateless)
+
+
 def test_agent_problems_name_the_container_that_keeps_the_agent_down(k8s):
     assert check.agent_problems(k8s.agent_pod()) == []
     crashing = k8s.agent_pod()
