@@ -148,8 +148,15 @@ class NodeShell:
         self.cli, self.timeout = cli, timeout
 
     def _exec(self, node: str, *cmd: str) -> subprocess.CompletedProcess:
-        return subprocess.run([self.cli, "exec", node, *cmd], capture_output=True, text=True,
-                              timeout=self.timeout)
+        """A command on the node; a hang or a missing CLI is a failed command saying so, never
+        an exception: node-side evidence is optional, the verdicts say what could not be read."""
+        argv = [self.cli, "exec", node, *cmd]
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(argv, 124, "", f"{' '.join(cmd[:2])} timed out after {self.timeout:g}s")
+        except OSError as exc:
+            return subprocess.CompletedProcess(argv, 127, "", f"{self.cli}: {exc}")
 
     def node_container(self, node: str) -> NodeContainer:
         if not self.cli or not node:
@@ -180,7 +187,11 @@ class NodeShell:
         inspected = self._exec(node, "crictl", "inspect", "--output", "json", cid)
         if inspected.returncode != 0:
             return None, ProcessUser(name, None, None, f"crictl inspect on {node} failed: {inspected.stderr.strip()[:200]}")
-        pid, spec_uid, spec_gid = parse_crictl_inspect(inspected.stdout)
+        try:
+            pid, spec_uid, spec_gid = parse_crictl_inspect(inspected.stdout)
+        except (ValueError, AttributeError):  # not JSON, or not an object
+            return None, ProcessUser(name, None, None, f"crictl inspect on {node} printed no JSON object: "
+                                                       f"{inspected.stdout.strip()[:120]!r}")
         spec_line = f"OCI spec process.user of container {cid[:12]} on {node}: {spec_uid}:{spec_gid}"
         if pid is None:
             return None, ProcessUser(name, spec_uid, spec_gid,
@@ -222,4 +233,8 @@ class NodeShell:
         done = self._exec(node, "crictl", "inspecti", "--output", "json", name)
         if done.returncode != 0:
             return NodeImage(node, name, "", error=f"crictl inspecti {name} on {node}: {done.stderr.strip()[:200]}")
-        return parse_inspecti(done.stdout, node, name)
+        try:
+            return parse_inspecti(done.stdout, node, name)
+        except (ValueError, AttributeError):  # not JSON, or not an object
+            return NodeImage(node, name, "", error=f"crictl inspecti {name} on {node} printed no JSON object: "
+                                                   f"{done.stdout.strip()[:120]!r}")

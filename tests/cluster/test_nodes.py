@@ -137,3 +137,17 @@ def test_without_node_access_the_message_names_what_would_make_the_user_readable
     k3s_node["status"]["features"] = {"supplementalGroupsPolicy": True}
     assert "status.features.supplementalGroupsPolicy True" in nodes.user_unobservable(k8s.POD, "node-1", gone, k3s_node)
     assert "(node object not read)" in nodes.user_unobservable(k8s.POD, "node-1", gone, None)
+
+
+def test_a_hanging_or_garbled_node_command_is_a_reading_that_failed_not_a_crash(k8s, tmp_path):
+    """A wedged `docker exec` (killed at the timeout) and a crictl that prints no JSON: the user
+    and the image record say what went wrong, and the run goes on."""
+    docker = tmp_path / "docker"
+    docker.write_text('#!/bin/sh\ncase "$3" in crictl) [ "$4" = inspect ] && exec sleep 30; echo "FATA[0000] oops" ;; esac\n')
+    docker.chmod(0o755)
+    shell = nodes.NodeShell(str(docker), timeout=0.5)
+    pid, user = shell.process(k3d_pod(k8s))
+    assert (pid, user.uid) == (None, None)
+    assert user.source == f"crictl inspect on {K3D_NODE} failed: crictl inspect timed out after 0.5s"
+    record = shell.image(K3D_NODE, "acme/op:1.18.3")
+    assert record.error == f"crictl inspecti acme/op:1.18.3 on {K3D_NODE} printed no JSON object: 'FATA[0000] oops'"
