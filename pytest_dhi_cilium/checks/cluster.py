@@ -516,8 +516,9 @@ def lease_problems(lease: dict | None, pods: list[dict], now: datetime) -> list[
     if lease_holder(lease, pods) is None:
         starts = ", ".join(f"pod {pod_name(p)} container started "
                            f"{_get(container_status(p), 'state', 'running', 'startedAt')}" for p in running)
-        return [f"{where}: held by {holder!r} since {acquired}, before this run's operator started "
-                f"({starts}): an earlier operator's lease, not this run's"]
+        return [f"{where}: held by {holder!r} since {acquired}, before the running operator container "
+                f"started ({starts}): an earlier operator process's lease (a previous run's, or this pod's "
+                "container before a restart), not the running one's"]
     renewed = parse_time(_get(lease, "spec", "renewTime"))
     duration = _get(lease, "spec", "leaseDurationSeconds", default=15)
     if renewed is None:

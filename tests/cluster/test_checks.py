@@ -169,9 +169,10 @@ def test_restart_during_the_settle_window_fails_even_when_ready_again(k8s):
     ({"renewed_ago": None}, "never renewed"),
     # a previous run's operator on the same node: the hostname matches, the time does not
     ({"acquired_ago": 3600, "holder": f"{k8s_NODE}-Pr3v10usRn"},
-     f"held by '{k8s_NODE}-Pr3v10usRn' since 2025-06-12T10:40:00.000000Z, before this run's operator started "
-     f"(pod kube-system/cilium-operator-6d8c7b9f5-x2k4q container started 2025-06-12T11:38:40Z): an earlier "
-     "operator's lease, not this run's"),
+     f"held by '{k8s_NODE}-Pr3v10usRn' since 2025-06-12T10:40:00.000000Z, before the running operator container "
+     f"started (pod kube-system/cilium-operator-6d8c7b9f5-x2k4q container started 2025-06-12T11:38:40Z): an "
+     "earlier operator process's lease (a previous run's, or this pod's container before a restart), not the "
+     "running one's"),
     ({"acquired_ago": None}, "with no acquireTime: which operator process acquired it is unknown"),
 ])
 def test_lease_problems_fail(k8s, lease_kw, expected):
@@ -183,14 +184,14 @@ def test_lease_problems_fail(k8s, lease_kw, expected):
 def test_an_earlier_lease_keeps_the_rollout_pending(k8s):
     """The waiter waits for this run's operator to take the lease, not for any holder."""
     earlier = k8s.lease(acquired_ago=3600, renewed_ago=1)
-    assert any("an earlier operator's lease" in p for p in check.rollout_pending(k8s.snapshot(lease=earlier)))
+    assert any("an earlier operator process's lease" in p for p in check.rollout_pending(k8s.snapshot(lease=earlier)))
 
 
 def test_a_lease_taken_by_the_restarted_container_is_its_own(k8s):
     pod = restarted(k8s.operator_pod())
     pod["status"]["containerStatuses"][0]["state"] = {"running": {"startedAt": k8s.ts(20)}}
     assert check.lease_problems(k8s.lease(acquired_ago=10), [pod], k8s.NOW) == []
-    assert "an earlier operator's lease" in check.lease_problems(k8s.lease(acquired_ago=70), [pod], k8s.NOW)[0]
+    assert "an earlier operator process's lease" in check.lease_problems(k8s.lease(acquired_ago=70), [pod], k8s.NOW)[0]
     crashing = k8s.crashlooping(k8s.operator_pod())
     assert check.lease_problems(k8s.lease(), [crashing], k8s.NOW) == [
         f"Lease kube-system/cilium-operator-resource-lock: held by '{k8s.NODE}-kXq4tRbn2w' (acquired "
