@@ -5,7 +5,7 @@ The Deployment's conditions come from the snapshot itself (checks/cluster.py).""
 
 from __future__ import annotations
 
-from ..checks.cluster import OPERATOR_CONTAINER, condition, container_status, pod_name
+from ..checks.cluster import OPERATOR_CONTAINER, condition, pod_name
 
 LOG_LINES = 100
 AGENT_PODS_SHOWN = 3  # a failing DaemonSet fails alike on every node: a few pods tell the story
@@ -29,13 +29,14 @@ def format_logs(pod: dict, text: str, previous: bool = False, limit: int = LOG_L
             + ("\n".join(f"  {line}" for line in lines) or "  (empty)"))
 
 
-def gather(kube, helm, pods: list[dict]) -> list[str]:
+def gather(kube, helm, pods: list[dict], previous_logs: dict[str, str]) -> list[str]:
+    """``previous_logs``: the crashed containers' log tails, already read for the verdict (pod -> text)."""
     out = []
     for pod in pods:
         out.append(format_events(pod, kube.events(pod)))
         out.append(format_logs(pod, kube.logs(pod, OPERATOR_CONTAINER)))
-        if (container_status(pod) or {}).get("restartCount"):
-            out.append(format_logs(pod, kube.logs(pod, OPERATOR_CONTAINER, previous=True), previous=True))
+        if pod_name(pod) in previous_logs:
+            out.append(format_logs(pod, previous_logs[pod_name(pod)], previous=True))
     out.append("helm get values cilium:\n" + "\n".join(f"  {line}" for line in helm.values().splitlines()))
     return out
 

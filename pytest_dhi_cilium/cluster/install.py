@@ -320,7 +320,7 @@ def observe_deep(env: ClusterEnv, snap: Snapshot, image_name: str) -> Snapshot:
     current_logs, previous_logs = _operator_logs(env, snap.pods)
     return replace(snap, healthz=healthz, users=users, users_unobservable="; ".join(unobservable),
                    node_images=node_images, operator_logs=current_logs, previous_logs=previous_logs,
-                   diagnostics=diagnostics.gather(env.kube, env.helm, snap.pods),
+                   diagnostics=diagnostics.gather(env.kube, env.helm, snap.pods, previous_logs),
                    agent_diagnostics=diagnostics.gather_agents(env.kube, snap.agent_pods))
 
 
