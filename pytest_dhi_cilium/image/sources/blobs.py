@@ -26,9 +26,23 @@ MAX_ARCHIVE_MEMBERS = 100_000  # a docker save has ~3 per layer; an OCI archive 
 MAX_LINK_FOLLOWS = 255  # moby's FollowSymlinkInScope gives up after 255 links
 KEEP_MEMBER_BYTES = 1 << 20  # a compressed archive's members kept from its scan: each at most,
 KEEP_TOTAL_BYTES = 16 << 20  # and in all
+TRUNCATED = "the archive is shorter than its member headers state"
 
 
-class _Section:
+class _MemberReader:
+    """A file-like view of one archive member; it owns nothing, so closing it does nothing."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+class _Section(_MemberReader):
     """``size`` bytes of a file from ``offset``, read with pread (no shared file position)."""
 
     def __init__(self, fd: int, offset: int, size: int):
@@ -40,21 +54,12 @@ class _Section:
             return b""
         data = os.pread(self.fd, n, self.pos)
         if not data:
-            raise OSError("the archive is shorter than its member headers state")
+            raise OSError(TRUNCATED)
         self.pos += len(data)
         return data
 
-    def close(self) -> None:
-        pass
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-
-class _Stream:
+class _Stream(_MemberReader):
     """A member of a compressed archive: decompress from the start (pread on the archive's
     descriptor: no file of its own), skip to it, read it."""
 
@@ -65,7 +70,7 @@ class _Stream:
         while skip:
             data = self.reader.read(min(skip, 1 << 20))
             if not data:
-                raise OSError("the archive is shorter than its member headers state")
+                raise OSError(TRUNCATED)
             skip -= len(data)
         self._buf = b""
 
@@ -75,21 +80,12 @@ class _Stream:
         while n > 0:
             data = self._buf or self.reader.read(1 << 20)
             if not data:
-                raise OSError("the archive is shorter than its member headers state")
+                raise OSError(TRUNCATED)
             take, self._buf = data[:n], data[n:]
             out.append(take)
             n -= len(take)
             self.left -= len(take)
         return b"".join(out)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
 
 
 class TarBlobs:
