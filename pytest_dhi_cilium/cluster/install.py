@@ -17,6 +17,7 @@ from ..signals import sigterm_as_interrupt
 from . import diagnostics, leftovers
 from .helm import NAMESPACE, RELEASE, Helm, HelmError, chart_version
 from .kind import LoadError, in_cluster_name, kind_cluster, load_image
+from .kube import api_failure
 from .nodes import NodeContainer, NodeShell, user_unobservable
 from .options import ClusterSettings
 from .waiting import Progress, hold_for, wait_for
@@ -96,8 +97,8 @@ def _inventory_before(env: ClusterEnv) -> leftovers.Inventory | None:
         try:
             crds, lease, nodes = env.kube.leftover_objects(NAMESPACE)
         except Exception as exc:  # ApiException, urllib3 connection errors, timeouts
-            env.cleanup.append(f"no record of the cluster before the run ({type(exc).__name__}: "
-                               f"{str(exc).strip()[:200]}): no Cilium CRD, Lease or node taint removed at the end")
+            env.cleanup.append(f"no record of the cluster before the run ({api_failure(exc)}): "
+                               "no Cilium CRD, Lease or node taint removed at the end")
             return None
         return leftovers.inventory(crds, lease, nodes, release=env.helm.release_exists())
 
@@ -134,8 +135,8 @@ def _remove_leftovers(env: ClusterEnv, before: leftovers.Inventory) -> None:
     try:
         todo = leftovers.plan(before, *env.kube.leftover_objects(NAMESPACE))
     except Exception as exc:  # ApiException, urllib3 connection errors, timeouts
-        env.cleanup.append(f"could not read the cluster after the run ({type(exc).__name__}: "
-                           f"{str(exc).strip()[:200]}): no Cilium CRD, Lease or node taint removed")
+        env.cleanup.append(f"could not read the cluster after the run ({api_failure(exc)}): "
+                           "no Cilium CRD, Lease or node taint removed")
         raise LeftoverError(env.cleanup[-1]) from None
     failed: dict[str, str] = {}
     unfinished: list[str] = []
@@ -160,7 +161,7 @@ def _attempt(failed: dict[str, str], what: str, call, *args):
     try:
         return call(*args)
     except Exception as exc:  # each object on its own: one failure does not keep the others
-        failed[what] = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+        failed[what] = api_failure(exc)
         return None
 
 

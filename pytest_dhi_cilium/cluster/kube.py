@@ -17,6 +17,11 @@ def selector_of(workload: dict | None, default: dict = OPERATOR_SELECTOR) -> str
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
+def api_failure(exc: BaseException) -> str:
+    """One short line for a failed API call (ApiException, urllib3 connection errors, timeouts)."""
+    return f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+
+
 def proxy_unreachable(body: str) -> bool:
     """The API server's own proxy failure (it could not connect), not an answer from the pod."""
     return "error trying to reach" in body or "connection refused" in body
@@ -66,7 +71,7 @@ class Kube:
                                        label_selector=selector_of(agents, AGENT_SELECTOR)),
                 nodes=self._items(self.core.list_node))
         except Exception as exc:  # ApiException, urllib3 connection errors, timeouts
-            return Snapshot(namespace, now, api_error=f"{type(exc).__name__}: {str(exc).strip()[:200]}")
+            return Snapshot(namespace, now, api_error=api_failure(exc))
 
     def healthz_via_proxy(self, pod: dict) -> Healthz:
         """GET /healthz through the API server's pod proxy. It dials the pod IP, so it reaches
@@ -99,7 +104,7 @@ class Kube:
                                                      tail_lines=lines, previous=previous, limit_bytes=limit_bytes,
                                                      _request_timeout=self.timeout)
         except Exception as exc:
-            return f"(logs unavailable: {type(exc).__name__}: {str(exc).strip()[:200]})"
+            return f"(logs unavailable: {api_failure(exc)})"
 
     def events(self, pod: dict) -> list[dict]:
         meta = pod.get("metadata") or {}
